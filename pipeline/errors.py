@@ -1,0 +1,42 @@
+"""The project's exceptions. Each message names what failed and where (file, column, check, value).
+
+Light module: safe to import from DAG files.
+"""
+
+from __future__ import annotations
+
+
+class PipelineError(Exception):
+    """Base class: an expected failure with a readable one-line message."""
+
+
+class ConfigError(PipelineError):
+    """A config file or environment variable is wrong (unknown key, bad value)."""
+
+
+class IngestError(PipelineError):
+    """Landing data cannot be read: missing folder, no files, unreadable file, column mapping mismatch."""
+
+
+class NoNewDataError(IngestError):
+    """The window holds no landing file that this consumer has not ingested yet."""
+
+
+class DataValidationError(PipelineError):
+    """A Great Expectations suite failed; the message lists each failed expectation and observed value."""
+
+
+class DriftCheckError(PipelineError):
+    """The drift report could not be computed (no usable reference or current data)."""
+
+
+class TrainingError(PipelineError):
+    """Fine-tuning could not start or finish (no usable training rows, base model not found)."""
+
+
+class GateRejected(PipelineError):
+    """Raised only where a caller asks for the gate to be enforced; the evaluate step itself returns a decision."""
+
+
+class RegistryError(PipelineError):
+    """The MLflow registry is in a state the pipeline cannot safely act on."""

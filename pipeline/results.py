@@ -1,0 +1,138 @@
+"""Small frozen results that steps return and Airflow tasks pass on through XCom.
+
+Plain values only (str, int, float, bool, None, tuples and dicts of those): never a DataFrame, a
+model or a report object. ``to_dict``/``from_dict`` round-trip through JSON, which is how a step's
+``_SUCCESS`` marker stores its result for idempotent retries.
+
+Light module: safe to import from DAG files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+T = TypeVar("T", bound="StepResult")
+
+
+@dataclass(frozen=True)
+class StepResult:
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls: type[T], data: dict[str, Any]) -> T:
+        names = {f.name: f for f in dataclasses.fields(cls)}
+        kwargs = {}
+        for k, v in data.items():
+            if k not in names:
+                continue
+            # JSON turns tuples into lists; restore them so results compare equal after a round trip
+            kwargs[k] = tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v
+        return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class IngestResult(StepResult):
+    pipeline_run_id: str
+    consumer: str
+    window_start: str | None
+    window_end: str | None
+    train_uri: str
+    val_uri: str
+    test_uri: str
+    manifest_uri: str
+    quarantine_uri: str | None
+    files: tuple[str, ...]
+    rows_read: int
+    rows_kept: int
+    rows_quarantined: int
+    label_counts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ValidateResult(StepResult):
+    success: bool
+    expectations_evaluated: int
+    expectations_failed: int
+    result_uri: str
+    data_docs_uri: str | None
+    quarantine_uri: str | None
+    rows_quarantined: int
+    mlflow_run_id: str | None
+
+
+@dataclass(frozen=True)
+class DriftResult(StepResult):
+    drift_detected: bool
+    has_reference: bool
+    text_drift_score: float | None
+    label_drift_score: float | None
+    text_drift_detected: bool
+    label_drift_detected: bool
+    report_html_uri: str | None
+    report_json_uri: str | None
+    reference_rows: int
+    current_rows: int
+    mlflow_run_id: str | None
+
+
+@dataclass(frozen=True)
+class FinetuneResult(StepResult):
+    model_uri: str
+    mlflow_run_id: str
+    model_dir: str
+    labels: tuple[str, ...]
+    train_rows: int
+    replay_rows: int
+    val_rows: int
+    epochs_run: int
+    stopped_early: bool
+    best_val_macro_f1: float
+    warm_started_from: str | None
+    train_data_uri: str
+
+
+@dataclass(frozen=True)
+class EvaluateResult(StepResult):
+    promote: bool
+    is_first_model: bool
+    reasons: tuple[str, ...]
+    decision_uri: str
+    challenger_accuracy: float
+    challenger_macro_f1: float
+    champion_accuracy: float | None
+    champion_macro_f1: float | None
+    champion_version: str | None
+    p_value: float | None
+    macro_f1_diff: float | None
+    ci_low: float | None
+    ci_high: float | None
+    test_rows: int
+    mlflow_run_id: str | None
+
+
+@dataclass(frozen=True)
+class RegisterResult(StepResult):
+    model_name: str
+    version: str
+    promoted: bool
+    reused: bool
+    champion_version: str | None
+    previous_version: str | None
+
+
+@dataclass(frozen=True)
+class ChampionInfo(StepResult):
+    """What the registry says about the current champion (or that there is none)."""
+
+    model_name: str
+    version: str | None
+    model_uri: str | None
+    train_data_uri: str | None
+
+    @property
+    def exists(self) -> bool:
+        return self.version is not None
