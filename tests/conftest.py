@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Tests never reach a hub: every model is built locally.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No RETRAIN_* variable from the developer's shell leaks into a test."""
+    for key in list(os.environ):
+        if key.startswith("RETRAIN_"):
+            monkeypatch.delenv(key)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random 2-layer BERT with a tiny WordPiece vocabulary: trains in seconds on CPU."""
+    from pipeline.modeling.tiny import build_tiny_bert
+
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture
+def make_cfg(tmp_path: Path, tiny_model_dir: Path):
+    """Build a PipelineConfig rooted in ``tmp_path`` with fast settings; keyword overrides deep-merge."""
+    from pipeline.config import load_config
+
+    def _make(**overrides):
+        base = {
+            "home": str(tmp_path / "home"),
+            "finetune": {
+                "base_model": str(tiny_model_dir),
+                "epochs": 2,
+                "batch_size": 16,
+                "max_length": 32,
+                "learning_rate": 5e-3,
+                "freeze_embeddings": False,
+                "freeze_layers": 0,
+            },
+            "evaluate": {"bootstrap_samples": 200},
+        }
+        from pipeline.config import _merge
+
+        return load_config(**_merge(base, overrides))
+
+    return _make
+
+
+@pytest.fixture
+def cfg(make_cfg):
+    return make_cfg()
