@@ -1,0 +1,116 @@
+"""
+### monitor
+
+Daily **ingest → validate → drift-check** of the newest landing files against the champion's
+training data. When drift is detected, the `emit_drift` task updates the `support_intent_drift`
+asset (its event carries the window and the drift scores), which starts the `retrain` DAG.
+
+Nothing is trained here; reports land in MLflow under a parent run named after this DAG run.
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import Param, dag, task
+
+from pipeline.config import load_schedule
+from pipeline.schedules import drift_asset, monitor_schedule
+
+SCHEDULE = load_schedule()
+DRIFT = drift_asset()
+
+
+@dag(
+    dag_id="monitor",
+    schedule=monitor_schedule(SCHEDULE),
+    start_date=pendulum.datetime(SCHEDULE.start_date.year, SCHEDULE.start_date.month, SCHEDULE.start_date.day, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["monitoring", "support-intent"],
+    doc_md=__doc__,
+    default_args={"retries": 0, "retry_delay": pendulum.duration(seconds=30)},
+    params={
+        "window_start": Param(None, type=["null", "string"], format="date", description="First file date (YYYY-MM-DD)."),
+        "window_end": Param(None, type=["null", "string"], format="date", description="Last file date (YYYY-MM-DD)."),
+    },
+)
+def monitor():
+    @task
+    def plan(**context) -> dict:
+        from pipeline import flow
+
+        run = context["dag_run"]
+        return flow.make_plan(
+            dag_id=run.dag_id,
+            run_id=run.run_id,
+            run_type=run.run_type,
+            params=context["params"],
+            logical_date=run.logical_date,
+            data_interval_end=run.data_interval_end,
+            run_after=run.run_after,
+        ).to_dict()
+
+    @task(retries=2)
+    def ingest(plan: dict) -> dict:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from pipeline import flow
+        from pipeline.config import load_config
+        from pipeline.errors import NoNewDataError
+
+        try:
+            return flow.ingest(load_config(), flow.Plan.from_dict(plan)).to_dict()
+        except NoNewDataError as exc:
+            raise AirflowSkipException(str(exc)) from exc
+
+    @task  # a gate: no retries
+    def validate(plan: dict, ingested: dict) -> dict:
+        from pipeline import flow
+        from pipeline.config import load_config
+        from pipeline.results import IngestResult
+
+        return flow.validate(load_config(), flow.Plan.from_dict(plan), IngestResult.from_dict(ingested)).to_dict()
+
+    @task(retries=2)
+    def champion() -> dict:
+        from pipeline import flow
+        from pipeline.config import load_config
+
+        return flow.champion(load_config()).to_dict()
+
+    @task(retries=1)
+    def drift_check(plan: dict, ingested: dict, champ: dict) -> dict:
+        from pipeline import flow
+        from pipeline.config import load_config
+        from pipeline.results import ChampionInfo, IngestResult
+
+        p, ing, ch = flow.Plan.from_dict(plan), IngestResult.from_dict(ingested), ChampionInfo.from_dict(champ)
+        return flow.drift(load_config(), p, ing, ch).to_dict()
+
+    @task(outlets=[DRIFT])
+    def emit_drift(plan: dict, drift: dict, *, outlet_events=None) -> dict:
+        """Skipped (no asset event) unless drift was detected."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        if not drift["drift_detected"]:
+            raise AirflowSkipException("no drift: no event on the drift asset")
+        extra = {
+            "pipeline_run_id": plan["pipeline_run_id"],
+            "window_start": plan["window_start"],
+            "window_end": plan["window_end"],
+            "text_drift_score": drift["text_drift_score"],
+            "label_drift_score": drift["label_drift_score"],
+        }
+        outlet_events[DRIFT].extra = extra
+        return extra
+
+    p = plan()
+    ing = ingest(p)
+    val = validate(p, ing)
+    ch = champion()
+    val >> ch
+    dr = drift_check(p, ing, ch)
+    emit_drift(p, dr)
+
+
+monitor()

@@ -1,0 +1,387 @@
+"""The demo: replay a simulated year of seasonal support traffic through the real Airflow DAGs.
+
+What is real: the Airflow 3 api-server, scheduler and dag-processor (LocalExecutor, SQLite), the
+two DAGs and their tasks, the MLflow store and registry, GX, Evidently, a pretrained MiniLM.
+What is compressed: the calendar. A year cannot pass in minutes, so the driver triggers each
+monitor window and each season start itself (time triggers are off for the demo's Airflow,
+``RETRAIN_SCHEDULE__TIME_TRIGGERS=false``). Drift-triggered retrains are NOT triggered by the
+driver: the monitor DAG emits an asset event and the scheduler starts ``retrain`` on its own.
+
+Everything lives under ``.retrain/demo/``, which each demo run starts afresh.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import REPO_ROOT
+
+DEMO_HOME = REPO_ROOT / ".retrain" / "demo"
+
+# Sized for 2 CPU cores: MiniLM trains at ~30-45 samples/s there.
+SIZES: dict[str, dict[str, Any]] = {
+    "small": {
+        "days": 119,
+        "first_model_day": 28,
+        "monitor_every": 28,
+        "env": {
+            "RETRAIN_SIMULATOR__MESSAGES_PER_DAY": "24",
+            "RETRAIN_FINETUNE__MAX_TRAIN_ROWS": "240",
+            "RETRAIN_FINETUNE__EPOCHS": "2",
+            "RETRAIN_FINETUNE__FREEZE_LAYERS": "3",
+        },
+    },
+    "default": {
+        "days": 365,
+        "first_model_day": 28,
+        "monitor_every": 28,
+        "env": {
+            "RETRAIN_SIMULATOR__MESSAGES_PER_DAY": "30",
+            "RETRAIN_FINETUNE__MAX_TRAIN_ROWS": "480",
+            "RETRAIN_FINETUNE__EPOCHS": "3",
+            "RETRAIN_FINETUNE__FREEZE_LAYERS": "2",
+        },
+    },
+}
+
+
+@dataclass
+class Event:
+    day: date
+    dag_id: str
+    conf: dict[str, Any]
+    label: str
+
+
+@dataclass
+class Row:
+    dag_id: str
+    run_id: str
+    trigger: str
+    window_end: str
+    state: str = "?"
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def _free_port(preferred: int) -> int:
+    for port in [preferred, *range(preferred + 1, preferred + 50)]:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
+    raise RuntimeError(f"no free port near {preferred}")
+
+
+def airflow_env(home: Path, port: int, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment for every Airflow process of the demo (and for `make airflow-ui`)."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "AIRFLOW_HOME": str(home / "airflow"),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+            "AIRFLOW__API__PORT": str(port),
+            "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
+            "AIRFLOW__CORE__PARALLELISM": "2",
+            "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+            "RETRAIN_HOME": str(home),
+            "RETRAIN_SCHEDULE__TIME_TRIGGERS": "false",
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+            "GX_ANALYTICS_ENABLED": "False",
+            "GIT_PYTHON_REFRESH": "quiet",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    env.update(extra or {})
+    return env
+
+
+def _airflow_bin() -> str:
+    return str(Path(sys.executable).with_name("airflow"))
+
+
+class Airflow:
+    """api-server + scheduler + dag-processor as child process groups, and a tiny REST client."""
+
+    def __init__(self, home: Path, env: dict[str, str], port: int):
+        self.home, self.env, self.port = home, env, port
+        self.procs: list[subprocess.Popen] = []
+        self.base = f"http://127.0.0.1:{port}"
+        self._token: str | None = None
+
+    def start(self) -> None:
+        import httpx
+
+        logs = self.home / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        subprocess.run([_airflow_bin(), "db", "migrate"], env=self.env, check=True, capture_output=True)
+        for name, args in (
+            ("api-server", ["api-server", "--port", str(self.port), "--workers", "1"]),
+            ("scheduler", ["scheduler"]),
+            ("dag-processor", ["dag-processor"]),
+        ):
+            out = open(logs / f"{name}.log", "ab")
+            self.procs.append(
+                subprocess.Popen([_airflow_bin(), *args], env=self.env, stdout=out, stderr=out, start_new_session=True)
+            )
+        deadline = time.time() + 180
+        while time.time() < deadline:
+            try:
+                if httpx.get(f"{self.base}/api/v2/monitor/health", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            self._check_alive()
+            time.sleep(1)
+        raise RuntimeError(f"Airflow api-server did not answer on {self.base}; see {logs}")
+
+    def _check_alive(self) -> None:
+        for p in self.procs:
+            if p.poll() is not None:
+                raise RuntimeError(f"Airflow process {p.args[1]} exited with {p.returncode}; see {self.home / 'logs'}")
+
+    def stop(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+
+    def _headers(self) -> dict[str, str]:
+        import httpx
+
+        if self._token is None:
+            # all-admins simple auth manager: GET /auth/token hands out a JWT without credentials
+            self._token = httpx.get(f"{self.base}/auth/token", timeout=10).json()["access_token"]
+        return {"Authorization": f"Bearer {self._token}"}
+
+    def api(self, method: str, path: str, **kw: Any) -> Any:
+        import httpx
+
+        r = httpx.request(method, f"{self.base}/api/v2{path}", headers=self._headers(), timeout=30, **kw)
+        if r.status_code >= 400:
+            raise RuntimeError(f"Airflow API {method} {path}: {r.status_code} {r.text[:300]}")
+        return r.json()
+
+    def wait_for_dags(self, dag_ids: list[str], timeout: float = 180) -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            found = {d["dag_id"] for d in self.api("GET", "/dags")["dags"]}
+            if set(dag_ids) <= found:
+                for d in dag_ids:
+                    self.api("PATCH", f"/dags/{d}", json={"is_paused": False})
+                return
+            self._check_alive()
+            time.sleep(2)
+        raise RuntimeError(f"DAGs {dag_ids} were not parsed in {timeout}s; see {self.home / 'logs'}")
+
+    def trigger(self, dag_id: str, run_id: str, day: date, conf: dict[str, Any]) -> str:
+        body = {"dag_run_id": run_id, "logical_date": f"{day.isoformat()}T00:00:00Z", "conf": conf}
+        return self.api("POST", f"/dags/{dag_id}/dagRuns", json=body)["dag_run_id"]
+
+    def wait_run(self, dag_id: str, run_id: str, timeout: float = 1800) -> str:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            state = self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}")["state"]
+            if state in ("success", "failed"):
+                return state
+            self._check_alive()
+            time.sleep(2)
+        raise RuntimeError(f"{dag_id} run {run_id} did not finish in {timeout}s")
+
+    def run_ids(self, dag_id: str, run_type: str) -> list[str]:
+        runs = self.api("GET", f"/dags/{dag_id}/dagRuns", params={"run_type": run_type, "limit": 100})["dag_runs"]
+        return [r["dag_run_id"] for r in runs]
+
+    def task_state(self, dag_id: str, run_id: str, task_id: str) -> str | None:
+        return self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}").get("state")
+
+
+def timeline(start: date, days: int, first_model_day: int, monitor_every: int, season_starts: tuple[str, ...]) -> list[Event]:
+    """The year as the driver replays it: first model, monitor windows, season starts."""
+    end = start + timedelta(days=days)
+    first = start + timedelta(days=first_model_day)
+    events = [Event(first, "retrain", {"window_end": first.isoformat(), "force_retrain": True}, "first model")]
+    d = first + timedelta(days=monitor_every)
+    while d <= end:
+        events.append(Event(d, "monitor", {"window_end": d.isoformat()}, "monitor window"))
+        d += timedelta(days=monitor_every)
+    for year in range(start.year, end.year + 1):
+        for md in season_starts:
+            m, dd = (int(p) for p in md.split("-"))
+            s = date(year, m, dd)
+            if first < s <= end:
+                events.append(Event(s, "retrain", {"window_end": s.isoformat(), "trigger": "schedule"}, f"season start {md}"))
+    return sorted(events, key=lambda e: (e.day, e.dag_id == "retrain"))
+
+
+def _marker(cfg: Any, dag_id: str, run_id: str, step: str) -> dict[str, Any] | None:
+    from pipeline import paths
+
+    p = paths.step_dir(cfg.artifact_root_uri, paths.pipeline_run_id(dag_id, run_id), step) / "_SUCCESS"
+    return json.loads(p.read_text()) if p.is_file() else None
+
+
+def collect(cfg: Any, row: Row) -> None:
+    for step in ("ingest", "drift", "finetune", "evaluate", "register"):
+        row.info[step] = _marker(cfg, row.dag_id, row.run_id, step)
+
+
+def _f(x: Any) -> str:
+    return "–" if x is None else f"{x:.3f}"
+
+
+def render(rows: list[Row], title: str) -> str:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=title, show_lines=False)
+    for col in ("dag", "trigger", "window end", "rows", "drift (text/label)", "retrained",
+                "champion acc / F1", "challenger acc / F1", "p-value", "promoted", "version"):
+        t.add_column(col)
+    for r in rows:
+        ing, dr, ev, reg = (r.info.get(k) for k in ("ingest", "drift", "evaluate", "register"))
+        drift = "–"
+        if dr:
+            drift = ("YES " if dr["drift_detected"] else "no ") + f"({_f(dr['text_drift_score'])}/{_f(dr['label_drift_score'])})"
+            if not dr["has_reference"]:
+                drift = "no reference"
+        t.add_row(
+            r.dag_id,
+            r.trigger,
+            r.window_end,
+            str(ing["rows_kept"]) if ing else ("failed" if r.state == "failed" else "no new data"),
+            drift,
+            "yes" if r.info.get("finetune") else ("FAILED" if r.state == "failed" else "no"),
+            f"{_f(ev['champion_accuracy'])} / {_f(ev['champion_macro_f1'])}" if ev else "–",
+            f"{_f(ev['challenger_accuracy'])} / {_f(ev['challenger_macro_f1'])}" if ev else "–",
+            (f"{ev['p_value']:.2g}" if ev and ev["p_value"] is not None else "–"),
+            ("YES" if ev["promote"] else "no") if ev else "–",
+            reg["version"] if reg else "–",
+        )
+    console = Console(width=200, record=True)
+    console.print(t)
+    return console.export_text()
+
+
+def main(size: str | None = None, keep_running: bool = False) -> int:
+    size = size or os.environ.get("DEMO_SIZE", "default")
+    if size not in SIZES:
+        print(f"DEMO_SIZE must be one of {', '.join(SIZES)}, got {size!r}", file=sys.stderr)
+        return 2
+    spec = SIZES[size]
+    t0 = time.time()
+    home = DEMO_HOME
+    if home.exists():
+        shutil.rmtree(home)
+    home.mkdir(parents=True)
+    port = _free_port(int(os.environ.get("DEMO_AIRFLOW_PORT", "8080")))
+    extra = {"RETRAIN_SIMULATOR__DAYS": str(spec["days"]), **spec["env"]}
+    env = airflow_env(home, port, extra)
+    os.environ.update({k: v for k, v in env.items() if k.startswith(("RETRAIN_", "HF_", "TRANSFORMERS_"))})
+
+    from pipeline.config import load_config
+    from pipeline.data import simulator
+
+    cfg = load_config()
+    files = simulator.write_landing(cfg.simulator, cfg.landing_dir_path)
+    print(f"[demo] size={size}: {len(files)} landing files for {spec['days']} simulated days in {cfg.landing_dir_path}", flush=True)
+    events = timeline(cfg.simulator.start_date, spec["days"], spec["first_model_day"], spec["monitor_every"],
+                      cfg.schedule.season_starts)
+    af = Airflow(home, env, port)
+    rows: list[Row] = []
+    try:
+        print(f"[demo] starting Airflow (api-server :{port}, scheduler, dag-processor); logs in {home / 'logs'}", flush=True)
+        af.start()
+        af.wait_for_dags(["monitor", "retrain"])
+        seen_asset_runs: set[str] = set()
+        for ev in events:
+            run_id = f"demo_{ev.dag_id}_{ev.day.isoformat()}"
+            print(f"[demo] {ev.day} {ev.label}: trigger {ev.dag_id}", flush=True)
+            af.trigger(ev.dag_id, run_id, ev.day, ev.conf)
+            state = af.wait_run(ev.dag_id, run_id)
+            row = Row(ev.dag_id, run_id, "first model" if "force_retrain" in ev.conf else ev.conf.get("trigger", "window"),
+                      ev.day.isoformat(), state)
+            collect(cfg, row)
+            rows.append(row)
+            print(f"[demo]   -> {state} ({time.time() - t0:.0f}s)", flush=True)
+            if ev.dag_id == "monitor" and state == "success" and af.task_state("monitor", run_id, "emit_drift") == "success":
+                print("[demo]   drift event emitted; waiting for the scheduler to start retrain", flush=True)
+                new = _wait_asset_run(af, seen_asset_runs)
+                seen_asset_runs.add(new)
+                st = af.wait_run("retrain", new)
+                arow = Row("retrain", new, "drift event", ev.day.isoformat(), st)
+                collect(cfg, arow)
+                rows.append(arow)
+                print(f"[demo]   -> asset-triggered {new}: {st} ({time.time() - t0:.0f}s)", flush=True)
+    finally:
+        if not keep_running:
+            af.stop()
+    text = render(rows, f"Simulated year ({size}): {len(rows)} DAG runs in {time.time() - t0:.0f}s")
+    (home / "summary.txt").write_text(text)
+    asset_runs = sum(1 for r in rows if r.trigger == "drift event")
+    promoted = sum(1 for r in rows if (r.info.get("evaluate") or {}).get("promote"))
+    print(f"\n{asset_runs} retrain run(s) started by the scheduler from drift events; {promoted} promotion(s).")
+    print(f"Summary saved to {home / 'summary.txt'}\n")
+    print("Look at what happened:")
+    print(f"  Airflow UI:  make airflow-ui   then open http://127.0.0.1:{8080}  (DAGs monitor and retrain, their runs and task logs)")
+    print("  MLflow UI:   make mlflow-ui    then open http://127.0.0.1:5000  (experiment support-intent-retraining, model support-intent-classifier)")
+    failed = [r for r in rows if r.state != "success"]
+    return 1 if failed and all(r.state != "success" for r in rows) else 0
+
+
+def _wait_asset_run(af: Airflow, seen: set[str], timeout: float = 180) -> str:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        new = [r for r in af.run_ids("retrain", "asset_triggered") if r not in seen]
+        if new:
+            return new[0]
+        time.sleep(2)
+    raise RuntimeError("the scheduler did not start an asset-triggered retrain run within 3 minutes")
+
+
+def serve(what: str) -> int:
+    """Open the UIs on the demo's stores: `airflow` (api-server on :8080) or `mlflow` (:5000)."""
+    home = DEMO_HOME
+    if what == "airflow":
+        port = int(os.environ.get("DEMO_AIRFLOW_PORT", "8080"))
+        env = airflow_env(home, port)
+        return subprocess.call([_airflow_bin(), "api-server", "--port", str(port), "--workers", "1"], env=env)
+    if what == "mlflow":
+        mlflow_bin = str(Path(sys.executable).with_name("mlflow"))
+        return subprocess.call(
+            [mlflow_bin, "ui", "--backend-store-uri", f"sqlite:///{home / 'mlflow.db'}", "--host", "127.0.0.1", "--port", "5000"]
+        )
+    print(f"unknown UI {what!r}: airflow or mlflow", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", choices=sorted(SIZES), default=None, help="default or small (also DEMO_SIZE)")
+    ap.add_argument("--serve", choices=["airflow", "mlflow"], default=None, help="open a UI on the demo's stores")
+    ap.add_argument("--keep-running", action="store_true", help="leave Airflow running after the replay")
+    a = ap.parse_args()
+    sys.exit(serve(a.serve) if a.serve else main(a.size, a.keep_running))
