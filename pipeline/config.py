@@ -85,10 +85,23 @@ class ValidateConfig(Section):
 
 class DriftConfig(Section):
     text_drift_threshold: float = Field(
-        0.6, gt=0, lt=1, description="Domain-classifier ROC AUC above which the text is said to drift."
+        0.6,
+        gt=0,
+        lt=1,
+        description=(
+            "Text drifts when the ROC AUC of a domain classifier (TF-IDF + linear model telling reference from "
+            "current messages; Evidently 'abs_text_content_drift') is strictly above this; 0.5 means no difference."
+        ),
     )
     label_drift_threshold: float = Field(
-        0.1, gt=0, le=1, description="Jensen-Shannon distance of label shares above which labels drift."
+        0.1,
+        gt=0,
+        le=1,
+        description=(
+            "Labels drift when the Jensen-Shannon distance (natural log, 0 to 0.83) between the label shares of "
+            "reference and current is at or above this (Evidently 'jensenshannon'); a label absent from the "
+            "reference counts with a reference share of 0."
+        ),
     )
     reference_sample_size: int = Field(2000, ge=10, description="Rows sampled from the reference to bound cost.")
     seed: int = Field(7, description="Seed of the reference sample.")
@@ -138,6 +151,9 @@ class EvaluateConfig(Section):
 
 class RegisterConfig(Section):
     model_name: str = Field("support-intent-classifier", description="Registered model name.")
+    ready_timeout_s: int = Field(
+        300, ge=1, description="Seconds to wait for a new model version to become READY before failing."
+    )
 
 
 class TrackingConfig(Section):

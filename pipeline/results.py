@@ -50,6 +50,9 @@ class IngestResult(StepResult):
     rows_kept: int
     rows_quarantined: int
     label_counts: dict[str, int] = field(default_factory=dict)
+    split_sizes: dict[str, int] = field(default_factory=dict)  # {"train": n, "val": n, "test": n}
+    quarantine_reasons: dict[str, int] = field(default_factory=dict)  # reason code -> rows
+    pii_replacements: dict[str, int] = field(default_factory=dict)  # PII kind -> replacements
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,7 @@ class ValidateResult(StepResult):
     quarantine_uri: str | None
     rows_quarantined: int
     mlflow_run_id: str | None
+    rows_validated: int = 0
 
 
 @dataclass(frozen=True)
@@ -122,6 +126,8 @@ class RegisterResult(StepResult):
     reused: bool
     champion_version: str | None
     previous_version: str | None
+    model_version_uri: str | None = None
+    registration_uri: str | None = None
 
 
 @dataclass(frozen=True)

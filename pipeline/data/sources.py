@@ -1,0 +1,126 @@
+"""Landing files: find them, date them, read them into the canonical columns.
+
+Every failure is an :class:`~pipeline.errors.IngestError` with one line naming the file and what is
+wrong with it (the parser's reason, or the configured columns it lacks and the columns it has).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pipeline.config import ColumnMap
+from pipeline.errors import IngestError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+CANONICAL = ("text", "label", "timestamp", "segment")
+_DASHED = re.compile(r"(?<!\d)(\d{4})-(\d{2})-(\d{2})(?!\d)")
+_COMPACT = re.compile(r"(?<!\d)(\d{4})(\d{2})(\d{2})(?!\d)")
+_WS = re.compile(r"\s+")
+
+
+def list_landing_files(landing_dir: str | Path, formats: Iterable[str]) -> list[Path]:
+    """Landing files directly in ``landing_dir`` whose suffix is one of ``formats``, ordered by
+    :func:`file_date` then name. Hidden and temporary files (``.x``, ``_x``) are skipped, so a file
+    still being written under a temporary name is never read."""
+    suffixes = {f".{f.lower().lstrip('.')}" for f in formats}
+    found = [
+        p
+        for p in Path(landing_dir).iterdir()
+        if p.is_file() and p.suffix.lower() in suffixes and not p.name.startswith((".", "_"))
+    ]
+    return sorted(found, key=lambda p: (file_date(p) or date.min, p.name))
+
+
+def file_date(path: str | Path) -> date | None:
+    """The date in the file name (``YYYY-MM-DD`` or ``YYYYMMDD``, first valid one), else the date
+    (UTC) of the file's modification time, or ``None`` when the file does not exist."""
+    p = Path(path)
+    for pattern in (_DASHED, _COMPACT):
+        for m in pattern.finditer(p.name):
+            try:
+                return date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+            except ValueError:
+                continue
+    try:
+        return datetime.fromtimestamp(p.stat().st_mtime, tz=UTC).date()
+    except OSError:
+        return None
+
+
+def _one_line(text: object, limit: int = 300) -> str:
+    s = _WS.sub(" ", str(text)).strip()
+    return s if len(s) <= limit else s[: limit - 3] + "..."
+
+
+def _read_jsonl(path: Path) -> pd.DataFrame:
+    import pandas as pd
+
+    records = []
+    with path.open(encoding="utf-8") as fh:
+        for n, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise IngestError(f"landing file {path}: line {n} is not valid JSON ({exc.msg})") from exc
+            if not isinstance(obj, dict):
+                raise IngestError(f"landing file {path}: line {n} is a JSON {type(obj).__name__}, not an object")
+            records.append(obj)
+    return pd.DataFrame.from_records(records)
+
+
+def _read_raw(path: Path) -> pd.DataFrame:
+    import pandas as pd
+
+    kind = path.suffix.lower().lstrip(".")
+    try:
+        if kind == "csv":
+            # every cell as text; only truly empty cells are missing ("NA" or "null" may be a message)
+            return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+        if kind == "jsonl":
+            return _read_jsonl(path)
+        if kind == "parquet":
+            return pd.read_parquet(path)
+    except IngestError:
+        raise
+    except pd.errors.EmptyDataError as exc:
+        raise IngestError(f"landing file {path}: cannot be read as {kind} (the file is empty)") from exc
+    except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise IngestError(f"landing file {path}: cannot be read as {kind} ({_one_line(exc)})") from exc
+    except Exception as exc:  # pyarrow raises its own types (ArrowInvalid, ...) for corrupt files
+        raise IngestError(
+            f"landing file {path}: cannot be read as {kind} ({type(exc).__name__}: {_one_line(exc)})"
+        ) from exc
+    raise IngestError(f"landing file {path}: unsupported file type {path.suffix!r}; expected .csv, .jsonl or .parquet")
+
+
+def read_landing_file(path: str | Path, columns: ColumnMap) -> pd.DataFrame:
+    """The file's rows with the mapped columns renamed to ``text``, ``label``, ``timestamp`` and
+    ``segment`` (other columns dropped; ``segment`` is all-null when not mapped or not present).
+    Values are returned as read; cleaning and parsing belong to the ingest step."""
+    p = Path(path)
+    raw = _read_raw(p)
+    wanted = {"text": columns.text, "label": columns.label, "timestamp": columns.timestamp}
+    have = [str(c) for c in raw.columns]
+    missing = [f"'{col}' (ingest.columns.{name})" for name, col in wanted.items() if col not in raw.columns]
+    if missing:
+        shown = ", ".join(repr(_one_line(c, 40)) for c in have[:12])
+        shown += f" and {len(have) - 12} more" if len(have) > 12 else ""
+        raise IngestError(
+            f"landing file {p}: column(s) {', '.join(missing)} not found; the file has columns: {shown or 'none'}"
+        )
+    out = raw[[wanted["text"], wanted["label"], wanted["timestamp"]]].copy()
+    out.columns = ["text", "label", "timestamp"]
+    if columns.segment is not None and columns.segment in raw.columns:
+        out["segment"] = raw[columns.segment].to_numpy()
+    else:
+        out["segment"] = None
+    return out.reset_index(drop=True)

@@ -1,0 +1,458 @@
+"""Validate step: a Great Expectations suite over the curated window, before anything trains on it.
+
+Two batches run in one checkpoint:
+
+- ``curated_rows``: the curated Parquet files concatenated (the data contract's columns, non-null
+  text and label, known labels, text length, row count, share of repeated texts, no PII left);
+- ``label_counts``: a derived frame with one row per label present (``label``, ``rows``), because
+  GX has no per-group count expectation; its one expectation is the minimum rows per class.
+
+Files written to ``out_dir``:
+
+- ``validation_result.json``: the GX results of both batches (``COMPLETE`` result format);
+- ``data_docs/index.html``: the GX Data Docs site of this run;
+- ``quarantine.parquet``: rows that failed a row-level expectation, with a ``reason`` column naming
+  the expectation, column, threshold and value, and ``data_file`` naming the curated file;
+- ``_SUCCESS`` when every expectation passed, ``_FAILED`` otherwise.
+
+A failed window is still published (reports and quarantine are what a person needs to look at),
+but with ``_FAILED`` instead of ``_SUCCESS``: a retry of the same run validates again and replaces
+the folder, and a retry after a success returns the recorded result. The step then raises
+:class:`~pipeline.errors.DataValidationError` listing every failed expectation, which also marks
+the MLflow run FAILED.
+
+PII found by the suite is masked (``[PII:email]``) in the JSON, the Data Docs, the logs and the
+error message, which travel to MLflow and Airflow; ``quarantine.parquet`` keeps the raw text next
+to the curated files it came from, so the scrubber can be fixed and the rows replayed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import numbers
+import os
+import re
+import tempfile
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+
+from pipeline import paths, storage, tracking
+from pipeline.config import PipelineConfig, ValidateConfig
+from pipeline.data.text import PII_REGEXES
+from pipeline.errors import DataValidationError
+from pipeline.results import ValidateResult
+
+log = logging.getLogger(__name__)
+
+STEP = "validate"
+CONTRACT_COLUMNS: tuple[str, ...] = ("example_id", "text", "label", "timestamp", "segment", "source_file")
+ROWS_SUITE = "curated_rows"
+COUNTS_SUITE = "label_counts"
+RESULT_FILE = "validation_result.json"
+QUARANTINE_FILE = "quarantine.parquet"
+DATA_DOCS_DIR = "data_docs"
+FAILED_MARKER = "_FAILED"
+_MAX_SHOWN = 10  # distinct values quoted per failed expectation in the error message
+
+
+@dataclass
+class _Failure:
+    """One failed expectation: its one-line description and the row reasons it contributes."""
+
+    summary: str
+    row_reasons: dict[int, str] = field(default_factory=dict)
+    table_level: bool = False
+
+
+@dataclass
+class _Outcome:
+    success: bool
+    evaluated: int
+    failures: list[_Failure]
+    result_json: dict[str, Any]
+
+
+def run(cfg: PipelineConfig, *, data_uris: list[str], out_dir: str, pipeline_run_id: str) -> ValidateResult:
+    """Validate the curated files ``data_uris`` (concatenated) and return the recorded result.
+
+    Raises :class:`DataValidationError` when an expectation fails (after publishing the report and
+    the quarantine under ``out_dir``) or when a file cannot be read. Safe to retry: a finished
+    success is returned as recorded; a failure or a crash is validated again from scratch.
+    """
+    done = storage.load_done(out_dir, ValidateResult)
+    if done is not None:
+        log.info("validate: %s already finished (success=%s), returning the recorded result", out_dir, done.success)
+        return done
+
+    vcfg = cfg.validate_cfg
+    final = Path(out_dir)
+    files = ",".join(Path(str(u)).name for u in data_uris)
+    with tracking.step_run(cfg, pipeline_run_id, STEP) as mlrun:
+        mlflow.set_tag("data_files", files[:5000])
+        mlflow.log_params(_params(vcfg))
+        df, origin, missing_by_file = _read_window(data_uris)
+        started = time.perf_counter()
+        with storage.staged_dir(out_dir) as stage:
+            outcome = _run_suites(df, vcfg, stage / DATA_DOCS_DIR, pipeline_run_id)
+            storage.write_json_atomic(stage / RESULT_FILE, outcome.result_json)
+            quarantine = _quarantine(df, origin, outcome.failures)
+            if len(quarantine):
+                quarantine.to_parquet(stage / QUARANTINE_FILE, index=False)
+            docs_index = stage / DATA_DOCS_DIR / "index.html"
+            result = ValidateResult(
+                success=outcome.success,
+                expectations_evaluated=outcome.evaluated,
+                expectations_failed=len(outcome.failures),
+                result_uri=str(final / RESULT_FILE),
+                data_docs_uri=str(final / DATA_DOCS_DIR / "index.html") if docs_index.is_file() else None,
+                quarantine_uri=str(final / QUARANTINE_FILE) if len(quarantine) else None,
+                rows_quarantined=len(quarantine),
+                mlflow_run_id=mlrun.info.run_id,
+                rows_validated=len(df),
+            )
+            # logged from the stage, before publishing: a failed upload leaves nothing half-done
+            mlflow.log_artifact(str(stage / RESULT_FILE), "validation")
+            if docs_index.is_file():
+                mlflow.log_artifacts(str(stage / DATA_DOCS_DIR), DATA_DOCS_DIR)
+            mlflow.log_metrics(
+                {
+                    "expectations_evaluated": outcome.evaluated,
+                    "expectations_failed": len(outcome.failures),
+                    "rows": len(df),
+                    "rows_quarantined": len(quarantine),
+                }
+            )
+            message = _message(outcome, files, missing_by_file)
+            if outcome.success:
+                storage.write_done(stage, result)
+            else:
+                storage.write_json_atomic(stage / FAILED_MARKER, {**result.to_dict(), "error": message})
+        log.info(
+            "validate: %d rows from %s, %d of %d expectations failed, %d rows quarantined, %.2fs; wrote %s",
+            len(df), files, len(outcome.failures), outcome.evaluated, len(quarantine),
+            time.perf_counter() - started, final,
+        )  # fmt: skip
+        if not outcome.success:
+            raise DataValidationError(message)
+    return result
+
+
+def _params(vcfg: ValidateConfig) -> dict[str, Any]:
+    return {f"validate.{k}": ",".join(v) if isinstance(v, tuple) else v for k, v in vcfg.model_dump().items()}
+
+
+def _read_window(data_uris: Sequence[str]) -> tuple[pd.DataFrame, pd.Series, dict[str, list[str]]]:
+    """The files concatenated (only columns every file has, so a column missing anywhere fails the
+    schema expectation), per row the name of the file it came from, and the contract columns each
+    incomplete file lacks."""
+    if not data_uris:
+        raise DataValidationError("validate: no data files given")
+    frames: list[pd.DataFrame] = []
+    missing_by_file: dict[str, list[str]] = {}
+    for uri in data_uris:
+        try:
+            frame = pd.read_parquet(paths.local_path(uri))
+        except (OSError, ValueError) as exc:  # pyarrow's errors derive from these
+            raise DataValidationError(f"validate: cannot read {uri}: {exc}") from exc
+        log.info("validate: read %s (%d rows)", uri, len(frame))
+        missing = [c for c in CONTRACT_COLUMNS if c not in frame.columns]
+        if missing:
+            log.warning("validate: %s lacks contract columns %s", uri, missing)
+            missing_by_file[Path(str(uri)).name] = missing
+        frames.append(frame)
+    columns = [c for c in frames[0].columns if all(c in f.columns for f in frames)]
+    df = pd.concat([f[columns] for f in frames], ignore_index=True)
+    origin = pd.Series(
+        [Path(str(uri)).name for uri, f in zip(data_uris, frames, strict=True) for _ in range(len(f))], dtype=object
+    )
+    return df, origin, missing_by_file
+
+
+def _label_counts(df: pd.DataFrame) -> pd.DataFrame:
+    if "label" not in df.columns:
+        return pd.DataFrame({"label": pd.Series(dtype=object), "rows": pd.Series(dtype="int64")})
+    counts = df["label"].dropna().astype(str).value_counts().sort_index()
+    return pd.DataFrame({"label": counts.index.astype(object), "rows": counts.to_numpy(dtype="int64")})
+
+
+def _expectations(vcfg: ValidateConfig) -> tuple[list[Any], list[Any]]:
+    """The two suites' expectations (``curated_rows``, ``label_counts``)."""
+    import great_expectations.expectations as gxe
+
+    rows = [
+        gxe.ExpectTableColumnsToMatchSet(column_set=list(CONTRACT_COLUMNS), exact_match=True),
+        gxe.ExpectTableRowCountToBeBetween(min_value=vcfg.min_rows),
+        gxe.ExpectColumnValuesToNotBeNull(column="text"),
+        gxe.ExpectColumnValuesToNotBeNull(column="label"),
+        gxe.ExpectColumnValuesToBeInSet(column="label", value_set=list(vcfg.labels)),
+        gxe.ExpectColumnValueLengthsToBeBetween(
+            column="text", min_value=vcfg.min_text_chars, max_value=vcfg.max_text_chars
+        ),
+        # duplicate share = 1 - distinct/non-null, so "at most x repeated" is "at least 1 - x unique"
+        gxe.ExpectColumnProportionOfUniqueValuesToBeBetween(
+            column="text", min_value=round(1.0 - vcfg.max_duplicate_share, 10)
+        ),
+        gxe.ExpectColumnValuesToNotMatchRegexList(column="text", regex_list=list(PII_REGEXES.values())),
+    ]
+    counts = [gxe.ExpectColumnValuesToBeBetween(column="rows", min_value=vcfg.min_rows_per_class)]
+    return rows, counts
+
+
+def _context(docs_dir: Path) -> Any:
+    """An in-memory GX context whose only file output is the Data Docs site in ``docs_dir``."""
+    os.environ["GX_ANALYTICS_ENABLED"] = "False"  # read by GX at import and context creation
+    # GX logs hundreds of INFO lines about its own API registry on import: keep the task log readable
+    logging.getLogger("great_expectations._docs_decorators").setLevel(logging.WARNING)
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
+
+    config = DataContextConfig(
+        store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
+        analytics_enabled=False,
+        progress_bars=ProgressBarsConfig(globally=False, metric_calculations=False),
+        data_docs_sites={
+            "local_site": {
+                "class_name": "SiteBuilder",
+                "show_how_to_buttons": False,
+                "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
+                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            }
+        },
+    )
+    return gx.get_context(mode="ephemeral", project_config=config)
+
+
+def _run_suites(df: pd.DataFrame, vcfg: ValidateConfig, docs_dir: Path, pipeline_run_id: str) -> _Outcome:
+    import great_expectations as gx
+    from great_expectations.core.run_identifier import RunIdentifier
+
+    ctx = _context(docs_dir)
+    counts = _label_counts(df)
+    # A checkpoint passes the same batch parameters to every validation definition, so two
+    # in-memory dataframes cannot be told apart: each batch is a Parquet asset in a scratch folder.
+    with tempfile.TemporaryDirectory(prefix="gx-batches-") as scratch:
+        rows_path, counts_path = Path(scratch) / "curated_rows.parquet", Path(scratch) / "label_counts.parquet"
+        df.to_parquet(rows_path, index=False)
+        counts.to_parquet(counts_path, index=False)
+        source = ctx.data_sources.add_pandas("curated_window")
+        rows_batch = source.add_parquet_asset(ROWS_SUITE, path=rows_path).add_batch_definition_whole_dataframe("all")
+        counts_batch = source.add_parquet_asset(COUNTS_SUITE, path=counts_path).add_batch_definition_whole_dataframe(
+            "all"
+        )
+        rows_exp, counts_exp = _expectations(vcfg)
+        rows_suite = ctx.suites.add(gx.ExpectationSuite(name=ROWS_SUITE, expectations=rows_exp))
+        counts_suite = ctx.suites.add(gx.ExpectationSuite(name=COUNTS_SUITE, expectations=counts_exp))
+        checkpoint = ctx.checkpoints.add(
+            gx.Checkpoint(
+                name=STEP,
+                validation_definitions=[
+                    ctx.validation_definitions.add(
+                        gx.ValidationDefinition(name=ROWS_SUITE, data=rows_batch, suite=rows_suite)
+                    ),
+                    ctx.validation_definitions.add(
+                        gx.ValidationDefinition(name=COUNTS_SUITE, data=counts_batch, suite=counts_suite)
+                    ),
+                ],
+                # no UpdateDataDocsAction: the docs are built below, after PII is masked in the results
+                actions=[],
+                result_format={"result_format": "COMPLETE", "return_unexpected_index_query": False},
+            )
+        )
+        checkpoint_result = checkpoint.run(run_id=RunIdentifier(run_name=pipeline_run_id))
+
+    failures: list[_Failure] = []
+    evaluated = 0
+    store = ctx.validation_results_store
+    for key, suite_result in checkpoint_result.run_results.items():
+        for er in suite_result.results:
+            evaluated += 1
+            if not er.success:
+                failure = _describe(er, df, counts, vcfg)
+                failure.table_level = er.expectation_config.type.startswith("expect_table_")
+                failures.append(failure)
+            _mask_pii(er)
+        store.set(key, suite_result)  # store the masked results: the docs are rendered from the store
+    ctx.build_data_docs()
+    _prune_docs(docs_dir)
+    failures.sort(key=lambda f: not f.table_level)  # schema and row count first: they explain the rest
+
+    result_json = {
+        "success": bool(checkpoint_result.success),
+        "run_name": pipeline_run_id,
+        "expectations_evaluated": evaluated,
+        "expectations_failed": len(failures),
+        "failures": [f.summary for f in failures],
+        "validation_results": [r.to_json_dict() for r in checkpoint_result.run_results.values()],
+    }
+    return _Outcome(bool(checkpoint_result.success), evaluated, failures, result_json)
+
+
+def _prune_docs(docs_dir: Path) -> None:
+    """Drop the site's static images that no page uses: GX ships 3 MB of tutorial GIFs with every
+    site, which would otherwise be uploaded to MLflow on every run."""
+    images = docs_dir / "static" / "images"
+    if not images.is_dir():
+        return
+    pages = " ".join(p.read_text(errors="ignore") for p in docs_dir.rglob("*") if p.suffix in {".html", ".css", ".js"})
+    for image in images.iterdir():
+        if image.is_file() and image.name not in pages:
+            image.unlink()
+
+
+def _mask(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    for kind, rx in PII_REGEXES.items():
+        value = re.sub(rx, f"[PII:{kind}]", value)
+    return value
+
+
+def _pii_kinds(text: Any) -> list[str]:
+    return [kind for kind, rx in PII_REGEXES.items() if isinstance(text, str) and re.search(rx, text)]
+
+
+def _mask_pii(er: Any) -> None:
+    """Mask PII in an expectation's unexpected values, in place: not only the PII expectation's, as a
+    text that is too long may also hold an email address."""
+    if not er.result:
+        return
+    for key in ("partial_unexpected_list", "unexpected_list"):
+        if key in er.result:
+            er.result[key] = [_mask(v) for v in er.result[key]]
+    if "partial_unexpected_counts" in er.result:
+        er.result["partial_unexpected_counts"] = [
+            {**c, "value": _mask(c.get("value"))} for c in er.result["partial_unexpected_counts"]
+        ]
+
+
+def _num(value: Any) -> Any:
+    """GX keeps bounds as floats (``3.0``); show whole numbers as the config wrote them."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def _quote(values: Iterable[Any]) -> str:
+    counted = Counter(str(v) for v in values)
+    shown = [f"{v!r} x{n}" if n > 1 else repr(v) for v, n in counted.most_common(_MAX_SHOWN)]
+    more = f" (+{len(counted) - _MAX_SHOWN} more)" if len(counted) > _MAX_SHOWN else ""
+    return "[" + ", ".join(shown) + "]" + more
+
+
+def _describe(er: Any, df: pd.DataFrame, counts: pd.DataFrame, vcfg: ValidateConfig) -> _Failure:
+    """A failed expectation as one line (expectation, column, threshold, observed value) plus the
+    rows of ``df`` it condemns, each with its reason."""
+    etype: str = er.expectation_config.type
+    kw: dict[str, Any] = {k: _num(v) for k, v in er.expectation_config.kwargs.items()}
+    res: dict[str, Any] = er.result or {}
+    column = kw.get("column")
+    index = [int(i) for i in res.get("unexpected_index_list") or [] if isinstance(i, numbers.Integral)]
+    unexpected = res.get("unexpected_list") or []
+    exc = er.exception_info or {}
+    if exc.get("raised_exception") or any(isinstance(v, dict) and v.get("raised_exception") for v in exc.values()):
+        messages = [exc.get("exception_message")] + [
+            v.get("exception_message") for v in exc.values() if isinstance(v, dict)
+        ]
+        reason = next((m for m in messages if m), "unknown error")
+        return _Failure(f"{etype}({column or 'table'}) could not be evaluated: {reason}")
+
+    if etype == "expect_table_columns_to_match_set":
+        mismatched = (res.get("details") or {}).get("mismatched") or {}
+        found = [f"{k} {sorted(mismatched[k])}" for k in ("missing", "unexpected") if mismatched.get(k)]
+        return _Failure(
+            f"{etype}(columns={list(kw.get('column_set') or [])}) "
+            f"{', '.join(found) or 'mismatch'}; observed {res.get('observed_value')}"
+        )
+    if etype == "expect_table_row_count_to_be_between":
+        return _Failure(f"{etype}(min={kw.get('min_value')}) observed {res.get('observed_value')} rows")
+    if etype == "expect_column_proportion_of_unique_values_to_be_between":
+        observed = res.get("observed_value")
+        has_values = column in df.columns and bool(df[column].notna().any())
+        why = (
+            f"duplicate share {1 - observed:.3f} > max_duplicate_share {vcfg.max_duplicate_share}"
+            if has_values and isinstance(observed, int | float)
+            else "no values"
+        )
+        summary = f"{etype}({column}, min={kw.get('min_value')}) observed {observed} ({why})"
+        repeated = df.index[df[column].duplicated(keep="first") & df[column].notna()] if column in df else []
+        return _Failure(summary, {int(i): f"{etype}({column}): repeated text" for i in repeated})
+    if etype == "expect_column_values_to_be_between" and column == "rows":  # the label_counts batch
+        low = counts.iloc[index] if index else counts[counts["rows"] < vcfg.min_rows_per_class]
+        per_label = dict(zip(low["label"], low["rows"].astype(int), strict=True))
+        summary = (
+            f"{etype}({COUNTS_SUITE}.rows, min={kw.get('min_value')}) {len(per_label)} labels below the minimum "
+            f"rows per class: {per_label}"
+        )
+        reasons = {
+            int(i): f"{etype}({COUNTS_SUITE}.rows, min={kw.get('min_value')}): label {lab!r} has {per_label[lab]} rows"
+            for i, lab in df["label"].items()
+            if lab in per_label
+        }
+        return _Failure(summary, reasons)
+
+    count = res.get("unexpected_count", len(index))
+    prefix = f"{etype}({column}"
+    if etype == "expect_column_values_to_not_be_null":
+        return _Failure(f"{prefix}) {count} null values", {i: f"{prefix}): null" for i in index})
+    if etype == "expect_column_values_to_be_in_set":
+        value_set = kw.get("value_set") or []
+        return _Failure(
+            f"{prefix}, set of {len(value_set)} known labels) {count} unexpected values {_quote(unexpected)}",
+            {i: f"{prefix}): {v!r} not in the known labels" for i, v in zip(index, unexpected, strict=False)},
+        )
+    if etype == "expect_column_value_lengths_to_be_between":
+        bounds = f"min={kw.get('min_value')}, max={kw.get('max_value')}"
+        lengths = [len(str(v)) for v in unexpected]
+        shown = sorted(set(lengths))
+        return _Failure(
+            f"{prefix}, {bounds}) {count} unexpected values with lengths {shown[:_MAX_SHOWN]}",
+            {i: f"{prefix}, {bounds}): length {n}" for i, n in zip(index, lengths, strict=False)},
+        )
+    if etype == "expect_column_values_to_not_match_regex_list":
+        kinds = {i: _pii_kinds(v) for i, v in zip(index, unexpected, strict=False)}
+        per_kind = Counter(k for ks in kinds.values() for k in ks)
+        return _Failure(
+            f"{prefix}, pii={list(PII_REGEXES)}) {count} values with PII left {dict(sorted(per_kind.items()))}",
+            {i: f"{prefix}): PII {','.join(ks) or 'match'}" for i, ks in kinds.items()},
+        )
+    observed = res.get("observed_value", f"{count} unexpected values")
+    return _Failure(f"{prefix}) observed {observed}", {i: f"{prefix})" for i in index})
+
+
+def _quarantine(df: pd.DataFrame, origin: pd.Series, failures: list[_Failure]) -> pd.DataFrame:
+    """The rows named by failed row-level expectations, each once, with every reason joined."""
+    reasons: dict[int, list[str]] = defaultdict(list)
+    for failure in failures:
+        for i, reason in failure.row_reasons.items():
+            reasons[i].append(reason)
+    if not reasons:
+        return df.iloc[0:0].assign(reason=pd.Series(dtype=object), data_file=pd.Series(dtype=object))
+    index = sorted(reasons)
+    out = df.iloc[index].copy()
+    out["reason"] = ["; ".join(reasons[i]) for i in index]
+    out["data_file"] = origin.iloc[index].to_numpy()
+    return out.reset_index(drop=True)
+
+
+def _message(outcome: _Outcome, files: str, missing_by_file: dict[str, list[str]]) -> str:
+    if outcome.success:
+        return f"validate: all {outcome.evaluated} expectations passed on {files}"
+    head = f"validate: {len(outcome.failures)} of {outcome.evaluated} expectations failed on {files}: "
+    where = [f"{name} lacks columns {cols}" for name, cols in missing_by_file.items()]
+    return head + " ; ".join([f.summary for f in outcome.failures] + where)
+
+
+def read_failure(out_dir: str | Path) -> dict[str, Any] | None:
+    """The ``_FAILED`` marker of a published failed validation (its result and error), else ``None``."""
+    marker = Path(out_dir) / FAILED_MARKER
+    return json.loads(marker.read_text()) if marker.is_file() else None

@@ -1,0 +1,175 @@
+"""End to end through the real DAGs with ``dag.test()``: SQLite Airflow, a temporary MLflow store,
+GX, Evidently, and a tiny random BERT. Slow (about a minute), so marked; CI runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path):
+    home = tmp_path_factory.mktemp("e2e-home")
+    values = {
+        "RETRAIN_HOME": str(home),
+        "RETRAIN_SIMULATOR__MESSAGES_PER_DAY": "14",
+        "RETRAIN_FINETUNE__BASE_MODEL": str(tiny_model_dir),
+        "RETRAIN_FINETUNE__EPOCHS": "8",
+        "RETRAIN_FINETUNE__BATCH_SIZE": "8",
+        "RETRAIN_FINETUNE__EARLY_STOPPING_PATIENCE": "3",
+        "RETRAIN_FINETUNE__MAX_LENGTH": "64",
+        "RETRAIN_FINETUNE__LEARNING_RATE": "0.003",
+        "RETRAIN_FINETUNE__FREEZE_EMBEDDINGS": "false",
+        "RETRAIN_FINETUNE__FREEZE_LAYERS": "0",
+        "RETRAIN_FINETUNE__MAX_TRAIN_ROWS": "300",
+        "RETRAIN_EVALUATE__BOOTSTRAP_SAMPLES": "200",
+        "RETRAIN_EVALUATE__FIRST_MODEL_MIN_MACRO_F1": "0.05",
+        "RETRAIN_SCHEDULE__TIME_TRIGGERS": "false",
+    }
+    return home, values
+
+
+@pytest.fixture(scope="module")
+def dags(env):
+    home, values = env
+    mp = pytest.MonkeyPatch()
+    for k, v in values.items():
+        mp.setenv(k, v)
+    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True, env=os.environ)
+    from airflow.dag_processing.dagbag import DagBag
+
+    from pipeline.config import load_config
+    from pipeline.data import simulator
+
+    cfg = load_config()
+    simulator.write_landing(cfg.simulator, cfg.landing_dir_path, start=date(2025, 1, 1), end=date(2025, 7, 14))
+    bag = DagBag(str(REPO / "dags"))
+    assert not bag.import_errors
+    yield cfg, bag.dags
+    mp.undo()
+
+
+@pytest.fixture(autouse=True)
+def _keep_env(env, monkeypatch):
+    """conftest strips RETRAIN_* before each test; put this module's settings back."""
+    for k, v in env[1].items():
+        monkeypatch.setenv(k, v)
+
+
+def _client(cfg):
+    from pipeline import tracking
+
+    return tracking.client(cfg)
+
+
+def _marker(cfg, dag_id: str, run_id: str, step: str) -> dict | None:
+    from pipeline import paths
+
+    p = paths.step_dir(cfg.artifact_root_uri, paths.pipeline_run_id(dag_id, run_id), step) / "_SUCCESS"
+    return json.loads(p.read_text()) if p.is_file() else None
+
+
+def _artifacts(client, run_id: str, path: str = "") -> set[str]:
+    out = set()
+    for f in client.list_artifacts(run_id, path):
+        out.add(f.path)
+        if f.is_dir:
+            out |= _artifacts(client, run_id, f.path)
+    return out
+
+
+def test_first_retrain_registers_and_promotes_a_champion(dags) -> None:
+    cfg, d = dags
+    run = d["retrain"].test(run_conf={"force_retrain": True, "window_end": "2025-01-29"})
+    assert run.state == "success"
+    name = cfg.register.model_name
+    c = _client(cfg)
+    champ = c.get_model_version_by_alias(name, "champion")
+    assert str(champ.version) == "1"
+    assert champ.tags["pipeline_run_id"].startswith("retrain__")
+    assert champ.tags["train_data_uri"].endswith("train_data.parquet")
+    assert champ.tags["window_end"] == "2025-01-29"
+
+    steps = {r.data.tags.get("step"): r for r in c.search_runs(
+        [c.get_experiment_by_name(cfg.tracking.experiment_name).experiment_id],
+        filter_string=f"tags.pipeline_run_id = '{champ.tags['pipeline_run_id']}'")}
+    assert {"validate", "drift", "finetune", "evaluate"} <= set(steps)
+    assert any("data_docs" in a for a in _artifacts(c, steps["validate"].info.run_id))
+    assert any(a.endswith("decision.json") for a in _artifacts(c, steps["evaluate"].info.run_id))
+    assert "val_macro_f1" in steps["finetune"].data.metrics
+
+    import mlflow.pyfunc
+    import pandas as pd
+
+    model = mlflow.pyfunc.load_model(f"models:/{name}@champion")
+    pred = model.predict(pd.DataFrame({"text": ["where is my order?", "I want a refund"]}))
+    assert len(pred) == 2 and set(pred["label"]) <= set(cfg.validate_cfg.labels)
+
+
+def test_monitor_on_a_later_season_emits_a_drift_event(dags) -> None:
+    cfg, d = dags
+    run = d["monitor"].test(run_conf={"window_end": "2025-07-14"})
+    assert run.state == "success"
+    drift = _marker(cfg, "monitor", run.run_id, "drift")
+    assert drift["has_reference"] and drift["drift_detected"]
+    tis = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert tis["emit_drift"] == "success"
+
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as s:
+        events = s.scalars(
+            select(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .where(AssetModel.name == "support_intent_drift")
+        ).all()
+        assert any(e.extra.get("window_end") == "2025-07-14" for e in events)
+
+
+def test_retrain_on_drifted_data_produces_a_challenger_and_decision(dags) -> None:
+    cfg, d = dags
+    run = d["retrain"].test(run_conf={"window_end": "2025-07-14", "trigger": "drift"})
+    assert run.state == "success"
+    ev = _marker(cfg, "retrain", run.run_id, "evaluate")
+    assert ev is not None and not ev["is_first_model"] and ev["champion_version"] == "1"
+    decision = json.loads(Path(ev["decision_uri"]).read_text())
+    assert decision["promote"] == ev["promote"]
+    assert {c["name"] for c in decision["checks"]} >= {"mcnemar", "macro_f1_gain"}
+    assert decision["stats"] and decision["thresholds"]["alpha"] == 0.05
+    c = _client(cfg)
+    name = cfg.register.model_name
+    assert str(c.get_model_version_by_alias(name, "challenger").version) == "2"
+    champion = str(c.get_model_version_by_alias(name, "champion").version)
+    assert champion == ("2" if ev["promote"] else "1")
+    if ev["promote"]:
+        assert str(c.get_model_version_by_alias(name, "previous").version) == "1"
+
+
+def test_bad_landing_file_fails_the_run_and_changes_nothing(dags) -> None:
+    cfg, d = dags
+    c = _client(cfg)
+    name = cfg.register.model_name
+    before = {v.version for v in c.search_model_versions(f"name = '{name}'")}
+    champ_before = c.get_model_version_by_alias(name, "champion").version
+    bad = cfg.landing_dir_path / "support_2025-08-01.csv"
+    rows = ["text,label,timestamp,segment"] + [
+        f"order {i} never arrived and i want my money,refnd,2025-08-01T10:{i:02d}:00Z,web" for i in range(40)
+    ]
+    bad.write_text("\n".join(rows) + "\n")
+    run = d["retrain"].test(run_conf={"window_end": "2025-08-01", "force_retrain": True})
+    assert run.state == "failed"
+    tis = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert tis["validate"] == "failed" and tis["finetune"] != "success"
+    assert {v.version for v in c.search_model_versions(f"name = '{name}'")} == before
+    assert c.get_model_version_by_alias(name, "champion").version == champ_before
+    assert _marker(cfg, "retrain", run.run_id, "validate") is None

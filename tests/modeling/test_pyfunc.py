@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+
+LABELS = ("order_status", "refund_request", "account_access")
+TEXTS = ["where is my order", "i want my money back", "password reset please", "the coat", ""]
+
+
+@pytest.fixture(scope="module")
+def intent_dir(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
+    """A random 3-label intent model folder (weights + tokenizer + intent_model.json)."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from pipeline.modeling.pyfunc import write_model_meta
+
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("intent")
+    model = AutoModelForSequenceClassification.from_pretrained(
+        tiny_model_dir,
+        num_labels=len(LABELS),
+        id2label=dict(enumerate(LABELS)),
+        label2id={label: i for i, label in enumerate(LABELS)},
+    )
+    model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(out)
+    write_model_meta(out, labels=LABELS, max_length=16)
+    return out
+
+
+@pytest.fixture(scope="module")
+def mlflow_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One MLflow store for the module: creating a SQLite store costs seconds."""
+    return tmp_path_factory.mktemp("mlflow-home")
+
+
+@pytest.fixture
+def logged(make_cfg, mlflow_home: Path, intent_dir: Path):
+    import mlflow
+
+    from pipeline import tracking
+    from pipeline.modeling.pyfunc import log_intent_model
+
+    exp_id = tracking.configure(make_cfg(home=str(mlflow_home)))
+    with mlflow.start_run(experiment_id=exp_id):
+        return log_intent_model(intent_dir, tags={"pipeline_run_id": "test"})
+
+
+def test_logged_model_predicts_labels_from_raw_text(logged, monkeypatch: pytest.MonkeyPatch) -> None:
+    import mlflow
+
+    # models from code: loading must not need pickle deserialization
+    monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
+    assert logged.model_uri.startswith("models:/m-")
+    model = mlflow.pyfunc.load_model(logged.model_uri)
+    out = model.predict(pd.DataFrame({"text": TEXTS}))
+
+    assert list(out.columns) == ["label", "confidence"]
+    assert len(out) == len(TEXTS)
+    assert set(out["label"]) <= set(LABELS)
+    assert out["confidence"].dtype == "float64"
+    assert ((out["confidence"] > 1 / len(LABELS) - 1e-6) & (out["confidence"] <= 1.0)).all()
+
+
+def test_signature_and_requirements_are_recorded(logged) -> None:
+    import mlflow
+    from mlflow.models import Model
+
+    sig = logged.signature
+    assert sig is not None
+    assert sig.inputs.input_names() == ["text"]
+    assert sig.outputs.input_names() == ["label", "confidence"]
+    assert [s.type.name for s in sig.outputs.inputs] == ["string", "double"]
+
+    local = Path(mlflow.artifacts.download_artifacts(logged.model_uri))
+    flavor = Model.load(str(local)).flavors["python_function"]
+    assert "python_model" not in flavor  # no cloudpickle
+    assert flavor["loader_module"] == "mlflow.pyfunc.loaders.code_model"
+    assert (local / Path(flavor["model_code_path"]).name).is_file()  # loaded by basename
+    reqs = (local / "requirements.txt").read_text().split()
+    for name in ("torch", "transformers", "pandas", "mlflow"):
+        assert any(r.startswith(f"{name}==") and "+" not in r for r in reqs), reqs
+
+
+def test_predict_keeps_input_order_for_lists_series_and_batches(intent_dir: Path) -> None:
+    from pipeline.modeling.pyfunc import IntentClassifier
+
+    clf = IntentClassifier()
+    clf.load_context(SimpleNamespace(artifacts={"hf_model": str(intent_dir)}))
+    by_frame = clf.predict(None, pd.DataFrame({"text": TEXTS}))
+    by_list = clf.predict(None, TEXTS, params={"batch_size": 2})
+    by_series = clf.predict(None, pd.Series(TEXTS))
+    pd.testing.assert_frame_equal(by_frame, by_list, atol=1e-5)
+    pd.testing.assert_frame_equal(by_frame, by_series, atol=1e-5)
+    assert clf.max_length == 16
+
+
+def test_load_hf_from_model_uri_returns_the_hf_folder(logged, tmp_path: Path) -> None:
+    from pipeline.modeling.pyfunc import load_hf_from_model_uri, read_model_meta
+
+    hf_dir = Path(load_hf_from_model_uri(logged.model_uri, tmp_path / "dl"))
+    assert (hf_dir / "config.json").is_file()
+    assert hf_dir.is_relative_to(tmp_path / "dl")
+    assert read_model_meta(hf_dir) == {"labels": list(LABELS), "max_length": 16}
+    assert json.loads((hf_dir / "config.json").read_text())["id2label"]["2"] == "account_access"
+
+
+def test_log_refuses_a_folder_without_label_map(tiny_model_dir: Path) -> None:
+    from pipeline.modeling.pyfunc import log_intent_model
+
+    with pytest.raises(FileNotFoundError, match="intent_model.json"):
+        log_intent_model(tiny_model_dir)

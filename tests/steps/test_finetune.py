@@ -1,0 +1,292 @@
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pipeline.errors import TrainingError
+
+L3 = ("order_status", "refund_request", "account_access")
+PHRASES = {
+    "order_status": ["where is my order", "my package not arrived yet", "order still not arrived"],
+    "refund_request": ["i want a refund", "money back please", "refund for the item"],
+    "account_access": ["can not login", "password reset", "account locked"],
+    "price_match": ["price match please", "it was cheaper", "do you price match"],
+}
+FILLER = ["please", "help", "the", "coat", "jacket", "boots", "item", "i", "it"]
+
+
+def make_frame(labels, n: int, *, seed: int, prefix: str) -> pd.DataFrame:
+    """Curated-contract rows: keyword phrases per label, shuffled with filler words, balanced labels."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = labels[i % len(labels)]
+        words = rng.choice(PHRASES[label]).split() + rng.sample(FILLER, 2)
+        rng.shuffle(words)
+        rows.append(
+            {
+                "example_id": f"{prefix}-{i}",
+                "text": " ".join(words),
+                "label": label,
+                "timestamp": pd.Timestamp("2025-03-01", tz="UTC") + pd.Timedelta(hours=i),
+                "segment": None if i % 3 else "s1",
+                "source_file": f"{prefix}.jsonl",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def write(df: pd.DataFrame, path: Path) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    df.to_parquet(path, index=False)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def mlflow_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One MLflow store for the module: creating a SQLite store costs seconds."""
+    return tmp_path_factory.mktemp("mlflow-home")
+
+
+@pytest.fixture
+def fcfg(make_cfg, mlflow_home: Path):
+    """make_cfg on the module's MLflow store; keyword overrides go to the finetune section."""
+    return lambda **ft: make_cfg(home=str(mlflow_home), finetune=ft)
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> dict[str, str]:
+    return {
+        "train_uri": write(make_frame(L3, 90, seed=1, prefix="t"), tmp_path / "in" / "train.parquet"),
+        "val_uri": write(make_frame(L3, 30, seed=2, prefix="v"), tmp_path / "in" / "val.parquet"),
+    }
+
+
+def _run(cfg, data: dict[str, str], out_dir: Path, run_id: str, **kw):
+    from pipeline.steps import finetune
+
+    return finetune.run(cfg, **data, out_dir=str(out_dir), pipeline_run_id=run_id, **kw)
+
+
+def _client(cfg):
+    from pipeline import tracking
+
+    return tracking.client(cfg)
+
+
+def _history(client, run_id: str, key: str) -> list[tuple[int, float]]:
+    return [(m.step, m.value) for m in sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)]
+
+
+def test_run_writes_model_and_data_and_logs_each_epoch(fcfg, data, tmp_path: Path) -> None:
+    import mlflow
+
+    cfg = fcfg(epochs=3)
+    out = tmp_path / "out"
+    result = _run(cfg, data, out, "p-basic")
+
+    assert result.labels == tuple(sorted(L3))  # cold start: sorted labels
+    assert (result.train_rows, result.replay_rows, result.val_rows) == (90, 0, 30)
+    assert result.epochs_run == 3 and not result.stopped_early
+    assert result.warm_started_from is None
+    assert result.model_dir == str(out / "model")
+    assert (out / "model" / "config.json").is_file() and (out / "model" / "intent_model.json").is_file()
+    assert (out / "_SUCCESS").is_file()
+    assert len(pd.read_parquet(result.train_data_uri)) == 90
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "out"]  # no staging folder left
+
+    client = _client(cfg)
+    run = client.get_run(result.mlflow_run_id)
+    assert run.data.tags["pipeline_run_id"] == "p-basic" and run.data.tags["step"] == "finetune"
+    assert run.data.tags["warm_started_from"] == "none"
+    assert run.data.tags["base_model"] == cfg.finetune.base_model
+    assert run.data.params["learning_rate"] == str(cfg.finetune.learning_rate)
+    assert run.data.params["train_rows"] == "90" and run.data.params["labels"] == ",".join(result.labels)
+    for key in ("train_loss", "val_accuracy", "val_macro_f1", "learning_rate", "epoch_seconds", "samples_per_second"):
+        assert [step for step, _ in _history(client, result.mlflow_run_id, key)] == [1, 2, 3], key
+    f1s = [v for _, v in _history(client, result.mlflow_run_id, "val_macro_f1")]
+    assert result.best_val_macro_f1 == pytest.approx(max(f1s))
+    losses = [v for _, v in _history(client, result.mlflow_run_id, "train_loss")]
+    assert losses[-1] < losses[0]  # it learns something
+
+    logged_model = client.get_logged_model(result.model_uri.removeprefix("models:/"))
+    assert logged_model.tags["pipeline_run_id"] == "p-basic"
+    assert {m.key for m in logged_model.metrics or []} >= {"best_val_macro_f1", "best_val_accuracy"}
+
+    # the logged model serves raw text and can be registered
+    preds = mlflow.pyfunc.load_model(result.model_uri).predict(pd.DataFrame({"text": ["where is my order"]}))
+    assert preds.loc[0, "label"] in L3
+    version = mlflow.register_model(result.model_uri, "test-intent-basic")
+    assert str(version.version) == "1"
+
+
+def test_crash_then_retry_uses_a_fresh_run_and_rerun_reuses_the_result(fcfg, data, tmp_path: Path, monkeypatch) -> None:
+    from pipeline.steps import finetune
+
+    cfg = fcfg(epochs=1)
+    out = tmp_path / "out"
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("artifact store down")
+
+    with monkeypatch.context() as m:
+        m.setattr(finetune, "log_intent_model", boom)
+        with pytest.raises(RuntimeError, match="artifact store down"):
+            _run(cfg, data, out, "p-retry")
+    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["in"]
+
+    first = _run(cfg, data, out, "p-retry")
+    client = _client(cfg)
+    runs = client.search_runs(
+        [client.get_run(first.mlflow_run_id).info.experiment_id],
+        filter_string="tags.pipeline_run_id = 'p-retry' and tags.step = 'finetune'",
+    )
+    assert sorted(r.info.status for r in runs) == ["FAILED", "FINISHED"]
+
+    # a rerun of a finished step returns the recorded result without training
+    monkeypatch.setattr(finetune, "_train", boom)
+    assert _run(cfg, data, out, "p-retry") == first
+    again = client.search_runs(
+        [runs[0].info.experiment_id], "tags.pipeline_run_id = 'p-retry' and tags.step = 'finetune'"
+    )
+    assert len(again) == 2
+
+
+def test_same_seed_gives_identical_metrics(fcfg, data, tmp_path: Path) -> None:
+    cfg = fcfg(epochs=2)
+    a = _run(cfg, data, tmp_path / "a", "p-seed-a")
+    b = _run(cfg, data, tmp_path / "b", "p-seed-b")
+    client = _client(cfg)
+    for key in ("train_loss", "val_macro_f1", "val_accuracy"):
+        assert _history(client, a.mlflow_run_id, key) == _history(client, b.mlflow_run_id, key)
+    assert a.best_val_macro_f1 == b.best_val_macro_f1
+
+
+@pytest.mark.parametrize(("patience", "epochs_run"), [(0, 2), (1, 3)])
+def test_early_stopping_when_val_f1_cannot_improve(fcfg, data, tmp_path: Path, patience: int, epochs_run: int) -> None:
+    # a learning rate of 1e-12 leaves predictions, hence val macro-F1, unchanged after epoch 1
+    cfg = fcfg(epochs=5, learning_rate=1e-12, early_stopping_patience=patience)
+    result = _run(cfg, data, tmp_path / "out", f"p-early-{patience}")
+    assert result.epochs_run == epochs_run
+    assert result.stopped_early
+    assert len(_history(_client(cfg), result.mlflow_run_id, "val_macro_f1")) == epochs_run
+
+
+def test_warm_start_with_a_new_label_grows_the_head_and_keeps_old_rows(fcfg, data, tmp_path: Path) -> None:
+    import mlflow
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from pipeline.modeling.pyfunc import read_model_meta
+
+    champion = _run(fcfg(epochs=1), data, tmp_path / "season1", "p-warm-1")
+    version = mlflow.register_model(champion.model_uri, "test-intent-warm")
+    champion_uri = f"models:/test-intent-warm/{version.version}"
+
+    labels4 = (*L3, "price_match")
+    season2 = {
+        "train_uri": write(make_frame(labels4, 80, seed=3, prefix="t2"), tmp_path / "in2" / "train.parquet"),
+        "val_uri": write(make_frame(labels4, 40, seed=4, prefix="v2"), tmp_path / "in2" / "val.parquet"),
+    }
+    # a learning rate of 1e-12 keeps the weights where the warm start put them
+    cfg = fcfg(epochs=1, learning_rate=1e-12)
+    result = _run(cfg, season2, tmp_path / "season2", "p-warm-2", init_model_uri=champion_uri)
+
+    assert result.labels == (*champion.labels, "price_match")
+    assert result.warm_started_from == champion_uri
+    assert read_model_meta(result.model_dir)["labels"] == list(result.labels)
+    assert _client(cfg).get_run(result.mlflow_run_id).data.tags["warm_started_from"] == champion_uri
+
+    old = AutoModelForSequenceClassification.from_pretrained(champion.model_dir).classifier
+    new = AutoModelForSequenceClassification.from_pretrained(result.model_dir).classifier
+    assert new.weight.shape[0] == 4
+    torch.testing.assert_close(new.weight[:3], old.weight, atol=1e-6, rtol=0)
+    torch.testing.assert_close(new.bias[:3], old.bias, atol=1e-6, rtol=0)
+    assert new.weight[3].abs().sum() > 0
+
+
+def test_replay_adds_stratified_old_rows_without_duplicates(fcfg, data, tmp_path: Path) -> None:
+    new = pd.read_parquet(data["train_uri"])
+    val = pd.read_parquet(data["val_uri"])
+    old = make_frame(L3, 90, seed=9, prefix="old")
+    # 12 rows of the pool are already in the new train or val data: they must not be replayed
+    clashes = pd.concat([new.head(9), val.head(3)]).assign(text="an older copy of the item")
+    pool = pd.concat([old, clashes], ignore_index=True)
+    replay_uri = write(pool, tmp_path / "champion" / "train_data.parquet")
+
+    cfg = fcfg(epochs=1, replay_fraction=0.5, max_train_rows=60)
+    result = _run(cfg, data, tmp_path / "out", "p-replay", replay_uri=replay_uri)
+
+    assert result.replay_rows == 30  # round(0.5 x 60 capped new rows)
+    assert result.train_rows == 90
+    trained = pd.read_parquet(result.train_data_uri)
+    assert len(trained) == 90 and trained["example_id"].is_unique
+    replayed = trained[trained["example_id"].str.startswith("old-")]
+    assert len(replayed) == 30
+    assert replayed["label"].value_counts().to_dict() == {label: 10 for label in L3}
+    capped_new = trained[trained["example_id"].str.startswith("t-")]
+    assert capped_new["label"].value_counts().to_dict() == {label: 20 for label in L3}
+    assert list(trained.columns) == list(new.columns)
+    assert _client(cfg).get_run(result.mlflow_run_id).data.params["replay_rows"] == "30"
+
+
+def test_frozen_embeddings_and_lower_layers_keep_their_weights(fcfg, data, tmp_path: Path, tiny_model_dir) -> None:
+    import torch
+    from transformers import AutoModelForSequenceClassification, BertModel
+
+    cfg = fcfg(epochs=1, freeze_embeddings=True, freeze_layers=1)
+    result = _run(cfg, data, tmp_path / "out", "p-freeze")
+
+    base = BertModel.from_pretrained(tiny_model_dir).state_dict()
+    tuned = AutoModelForSequenceClassification.from_pretrained(result.model_dir).bert.state_dict()
+    frozen = [k for k in base if k.startswith(("embeddings.", "encoder.layer.0."))]
+    trained = [k for k in base if k.startswith("encoder.layer.1.") and k.endswith("weight")]
+    assert frozen and trained
+    for k in frozen:
+        assert torch.equal(base[k], tuned[k]), k
+    assert any(not torch.equal(base[k], tuned[k]) for k in trained)
+
+
+@pytest.mark.parametrize(
+    ("which", "frame", "message"),
+    [
+        ("train", lambda df: df.drop(columns=["label"]), r"train file .*train\.parquet has no column 'label'"),
+        ("val", lambda df: df.drop(columns=["text"]), r"val file .*val\.parquet has no column 'text'"),
+        ("train", lambda df: df.iloc[0:0], r"train file .*train\.parquet has no rows"),
+        ("val", lambda df: df.iloc[0:0], r"val file .*val\.parquet has no rows"),
+    ],
+)
+def test_bad_input_names_file_and_column(fcfg, data, tmp_path: Path, which, frame, message) -> None:
+    uri = data[f"{which}_uri"]
+    write(frame(pd.read_parquet(uri)), Path(uri))
+    with pytest.raises(TrainingError, match=message):
+        _run(fcfg(), data, tmp_path / "out", "p-bad")
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_file_base_model_or_init_model_are_training_errors(fcfg, data, tmp_path: Path) -> None:
+    with pytest.raises(TrainingError, match=r"train file .*nope\.parquet cannot be read"):
+        _run(fcfg(), {**data, "train_uri": str(tmp_path / "nope.parquet")}, tmp_path / "out", "p-bad")
+    with pytest.raises(TrainingError, match=r"finetune\.base_model .*no-model: no such folder"):
+        _run(fcfg(base_model=str(tmp_path / "no-model")), data, tmp_path / "out", "p-bad")
+    with pytest.raises(TrainingError, match=r"init model models:/no-such-model/1 cannot be downloaded"):
+        _run(fcfg(), data, tmp_path / "out", "p-bad", init_model_uri="models:/no-such-model/1")
+    assert not (tmp_path / "out").exists()
+
+
+def test_stratified_sample_keeps_label_shares_and_is_seeded() -> None:
+    from pipeline.steps.finetune import label_order, stratified_sample
+
+    df = pd.DataFrame({"label": ["a"] * 50 + ["b"] * 30 + ["c"] * 20, "x": range(100)})
+    s = stratified_sample(df, 10, seed=1)
+    assert s["label"].value_counts().to_dict() == {"a": 5, "b": 3, "c": 2}
+    assert s.equals(stratified_sample(df, 10, seed=1))
+    assert not s.equals(stratified_sample(df, 10, seed=2))
+    assert s["x"].is_monotonic_increasing  # original order kept
+    assert len(stratified_sample(df, 7, seed=1)) == 7
+    assert len(stratified_sample(df, 500, seed=1)) == 100
+    assert label_order(["z", "a"], {"a", "q", "b", "z"}) == ["z", "a", "b", "q"]

@@ -1,0 +1,235 @@
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pipeline.config import SimulatorConfig
+from pipeline.data.simulator import write_landing
+from pipeline.data.text import find_pii
+from pipeline.data.watermark import Watermark
+from pipeline.errors import IngestError, NoNewDataError
+from pipeline.results import IngestResult
+from pipeline.steps import ingest
+
+SIM = SimulatorConfig(messages_per_day=6, days=14, days_per_file=7, start_date=date(2025, 1, 1), pii_rate=0.5)
+
+
+def _run(cfg, landing: Path, out: Path, run_id: str = "r1", consumer: str = "retrain", **kw) -> IngestResult:
+    return ingest.run(cfg, landing_uri=str(landing), out_dir=str(out), pipeline_run_id=run_id, consumer=consumer, **kw)
+
+
+def _jsonl(path: Path, rows: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture
+def landing(tmp_path: Path) -> Path:
+    write_landing(SIM, tmp_path / "landing")
+    return tmp_path / "landing"
+
+
+def _ledger(cfg, consumer: str = "retrain") -> Path:
+    return Watermark.ledger_path(cfg.state_dir_path, consumer)
+
+
+def test_writes_curated_window(cfg, landing: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run" / "ingest"
+    res = _run(cfg, landing, out)
+
+    assert res.files == ("support_2025-01-01.jsonl", "support_2025-01-08.jsonl")
+    assert res.rows_read == res.rows_kept + res.rows_quarantined > 100
+    assert res.rows_quarantined > 0 and res.quarantine_uri == str(out / "quarantine.parquet")
+    assert sum(res.label_counts.values()) == res.rows_kept == sum(res.split_sizes.values())
+    assert (out / "_SUCCESS").is_file()
+    parts = {name: pd.read_parquet(getattr(res, f"{name}_uri")) for name in ("train", "val", "test")}
+    assert {k: len(v) for k, v in parts.items()} == res.split_sizes
+    for df in parts.values():
+        assert list(df.columns) == ["example_id", "text", "label", "timestamp", "segment", "source_file"]
+        assert str(df["timestamp"].dtype) == "datetime64[ns, UTC]"
+        assert set(df["source_file"]) <= set(res.files)
+    ids = pd.concat(parts.values())["example_id"]
+    assert ids.is_unique and ids.str.fullmatch(r"[0-9a-f]{40}").all()
+    assert len(parts["test"]) > len(parts["val"]) > 0
+
+    manifest = json.loads(Path(res.manifest_uri).read_text())
+    assert manifest["consumer"] == "retrain" and manifest["rows_kept"] == res.rows_kept
+    assert [f["name"] for f in manifest["files"]] == list(res.files)
+    assert all(len(f["sha256"]) == 64 and f["rows_read"] > 0 for f in manifest["files"])
+    assert sum(manifest["quarantined_by_reason"].values()) == res.rows_quarantined
+    assert manifest["split_sizes"] == res.split_sizes
+    assert sum(manifest["pii_replacements"].values()) > 0
+    assert not list(out.parent.glob(".*tmp*"))  # no staging leftovers
+
+
+def test_rerun_returns_the_recorded_result_without_reading(cfg, landing: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    first = _run(cfg, landing, out)
+    for f in landing.iterdir():
+        f.unlink()
+    again = _run(cfg, landing, out)
+    assert again == first
+    assert IngestResult.from_dict(first.to_dict()) == first
+
+
+def test_retry_of_the_same_run_after_lost_output_reads_again(cfg, landing: Path, tmp_path: Path) -> None:
+    first = _run(cfg, landing, tmp_path / "out")
+    import shutil
+
+    shutil.rmtree(tmp_path / "out")
+    again = _run(cfg, landing, tmp_path / "out")  # same run id: its claimed files count as pending
+    assert again == first
+
+
+def test_watermark_exactly_once_per_consumer(cfg, landing: Path, tmp_path: Path) -> None:
+    first = _run(cfg, landing, tmp_path / "a", run_id="r1")
+    with pytest.raises(NoNewDataError, match=r"consumer 'retrain'") as exc:
+        _run(cfg, landing, tmp_path / "b", run_id="r2")
+    assert str(landing) in str(exc.value)
+    assert not (tmp_path / "b").exists()
+
+    other = _run(cfg, landing, tmp_path / "c", run_id="m1", consumer="monitor")
+    assert other.files == first.files and other.rows_read == first.rows_read
+
+    # a new landing file is seen once, alone
+    write_landing(SIM, landing, start=date(2025, 1, 15), end=date(2025, 1, 21))
+    newer = _run(cfg, landing, tmp_path / "d", run_id="r3")
+    assert newer.files == ("support_2025-01-15.jsonl",)
+
+    # a file whose content changed counts as new
+    changed = landing / "support_2025-01-01.jsonl"
+    changed.write_text(changed.read_text().replace("order", "ORDER"))
+    again = _run(cfg, landing, tmp_path / "e", run_id="r4")
+    assert again.files == ("support_2025-01-01.jsonl",)
+
+
+def test_window_selects_files_by_their_date(cfg, landing: Path, tmp_path: Path) -> None:
+    res = _run(cfg, landing, tmp_path / "a", window_start="2025-01-05", window_end="2025-01-08T00:00:00+00:00")
+    assert res.files == ("support_2025-01-08.jsonl",)
+    assert (res.window_start, res.window_end) == ("2025-01-05", "2025-01-08T00:00:00+00:00")
+    with pytest.raises(NoNewDataError, match=r"2025-02-01"):
+        _run(cfg, landing, tmp_path / "b", run_id="r2", window_start="2025-02-01")
+
+
+def test_no_pii_in_any_persisted_file(cfg, landing: Path, tmp_path: Path) -> None:
+    _jsonl(landing / "extra_2025-01-03.jsonl", [
+        {"text": "", "label": "order_status", "timestamp": "2025-01-03T10:00:00Z", "segment": "jane@x.org"},
+        {"text": "card 4111 1111 1111 1111 failed", "label": None, "timestamp": "2025-01-03T10:00:00Z"},
+        {"text": "call 415-555-0134 now please", "label": "account_access", "timestamp": "call 415-555-0134"},
+    ])
+    res = _run(cfg, landing, tmp_path / "out")
+    assert res.pii_replacements["card"] >= 1 and res.pii_replacements["phone"] >= 1
+    written = [Path(u) for u in (res.train_uri, res.val_uri, res.test_uri, res.quarantine_uri)]
+    for path in written:
+        df = pd.read_parquet(path)
+        for col in df.columns:
+            if df[col].dtype in (object, "string"):
+                leaks = [v for v in df[col].dropna() if find_pii(str(v))]
+                assert leaks == [], f"{path.name}:{col} {leaks[:3]}"
+    blob = b"".join(p.read_bytes() for p in tmp_path.joinpath("out").iterdir())
+    assert b"4111 1111" not in blob and b"jane@x.org" not in blob and b"555-0134" not in blob
+
+
+def test_bad_rows_are_quarantined_with_reasons(make_cfg, tmp_path: Path) -> None:
+    cfg = make_cfg(ingest={"max_text_chars": 40})
+    landing = tmp_path / "landing"
+    _jsonl(landing / "support_2025-02-01.jsonl", [
+        {"text": "Where is my parcel?", "label": "order_status", "timestamp": "2025-02-01T12:00:00Z", "segment": "web"},
+        {"text": "where  is my PARCEL?", "label": "shipping_delay", "timestamp": "2025-02-01T09:00:00Z",
+         "segment": "web"},
+        {"text": "   ", "label": "refund_request", "timestamp": "2025-02-01T10:00:00Z"},
+        {"text": None, "label": "refund_request", "timestamp": "2025-02-01T10:00:00Z"},
+        {"text": "ok", "label": "refund_request", "timestamp": "2025-02-01T10:00:00Z"},
+        {"text": "I want my money back", "label": "", "timestamp": "2025-02-01T10:00:00Z"},
+        {"text": "The gift card does not work", "label": "gift_card", "timestamp": "yesterday"},
+        {"text": "A brand new intent nobody knows about yet, with a long tail of words", "label": "warranty_claim",
+         "timestamp": 1738411200},
+        {"text": "Is the parka warm?", "label": "product_question", "timestamp": "2025-02-01 08:00:00"},
+        {"text": "Is the scarf wool?", "label": "product_question", "timestamp": "20250201", "segment": "mobile"},
+    ])
+    res = _run(cfg, landing, tmp_path / "out")
+    q = pd.read_parquet(res.quarantine_uri).set_index("source_row")
+    assert q["reason_code"].to_dict() == {
+        0: "duplicate", 2: "empty_text", 3: "empty_text", 4: "text_too_short", 5: "missing_label", 6: "bad_timestamp",
+    }
+    assert res.quarantine_reasons == {"bad_timestamp": 1, "duplicate": 1, "empty_text": 2, "missing_label": 1,
+                                      "text_too_short": 1}
+    kept = pd.concat(pd.read_parquet(u) for u in (res.train_uri, res.val_uri, res.test_uri))
+    survivor = kept[kept["text"].str.lower().str.contains("parcel")]
+    assert list(survivor["label"]) == ["shipping_delay"]  # the earlier of the two duplicates
+    assert q.loc[0, "reason"] == f"duplicate of {survivor['example_id'].iloc[0]}"
+    assert q.loc[6, "timestamp_raw"] == "yesterday"
+    # labels are validate's business, long texts are cut, epoch seconds and naive times are UTC
+    assert "warranty_claim" in res.label_counts
+    assert kept["text"].str.len().max() <= 40
+    assert pd.Timestamp("2025-02-01T12:00:00Z") in set(kept["timestamp"])
+    assert pd.Timestamp("2025-02-01T08:00:00Z") in set(kept["timestamp"])
+    assert pd.Timestamp("2025-02-01T00:00:00Z") in set(kept["timestamp"])  # ISO basic format, not epoch
+    assert kept["segment"].isna().sum() == 2
+
+
+def test_user_csv_with_custom_column_mapping(make_cfg, tmp_path: Path) -> None:
+    cfg = make_cfg(ingest={"columns": {"text": "body", "label": "intent", "timestamp": "created_at", "segment": None}})
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    rows = [f"Message number {i} about my refund,refund_request,{1735689600 + i * 60},extra" for i in range(12)]
+    (landing / "export_20250101.csv").write_text("body,intent,created_at,other\n" + "\n".join(rows) + "\n")
+    res = _run(cfg, landing, tmp_path / "out")
+    assert res.files == ("export_20250101.csv",) and res.rows_kept == 12 and res.quarantine_uri is None
+    df = pd.concat(pd.read_parquet(u) for u in (res.train_uri, res.val_uri, res.test_uri))
+    assert df["segment"].isna().all()
+    assert df["timestamp"].min() == pd.Timestamp("2025-01-01T00:00:00Z")
+
+
+def _assert_untouched(cfg, out: Path) -> None:
+    assert not out.exists()
+    assert not list(out.parent.glob(f".{out.name}*"))
+    assert not _ledger(cfg).exists()
+
+
+def test_missing_mapped_column_names_file_and_columns(make_cfg, tmp_path: Path) -> None:
+    cfg = make_cfg(ingest={"columns": {"text": "body"}})
+    landing = tmp_path / "landing"
+    write_landing(SIM, landing)
+    out = tmp_path / "out"
+    with pytest.raises(IngestError) as exc:
+        _run(cfg, landing, out)
+    msg = str(exc.value)
+    assert "support_2025-01-01.jsonl" in msg and "'body'" in msg and "'text'" in msg and "'label'" in msg
+    assert "\n" not in msg
+    _assert_untouched(cfg, out)
+
+
+def test_missing_and_empty_landing_folder(cfg, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    with pytest.raises(IngestError, match="does not exist"):
+        _run(cfg, tmp_path / "nowhere", out)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("not data")
+    with pytest.raises(IngestError, match=r"holds no csv/jsonl/parquet files") as exc:
+        _run(cfg, tmp_path / "empty", out)
+    assert not isinstance(exc.value, NoNewDataError)
+    _assert_untouched(cfg, out)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "expected"),
+    [
+        ("support_2025-01-20.parquet", b"\x00garbage\xff" * 50, r"cannot be read as parquet"),
+        ("support_2025-01-20.jsonl", b'{"text": "fine"}\n{not json\n', r"line 2 is not valid JSON"),
+        ("support_2025-01-20.csv", b"", r"cannot be read as csv"),
+    ],
+)
+def test_unreadable_file_names_the_file(cfg, landing: Path, tmp_path: Path, name: str, content: bytes,
+                                        expected: str) -> None:
+    (landing / name).write_bytes(content)
+    out = tmp_path / "out"
+    with pytest.raises(IngestError, match=expected) as exc:
+        _run(cfg, landing, out)
+    assert name in str(exc.value) and "\n" not in str(exc.value)
+    _assert_untouched(cfg, out)
