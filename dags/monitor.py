@@ -13,6 +13,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import Param, dag, task
 
+from pipeline import tasks
 from pipeline.config import load_schedule
 from pipeline.schedules import drift_asset, monitor_schedule
 
@@ -35,58 +36,6 @@ DRIFT = drift_asset()
     },
 )
 def monitor():
-    @task
-    def plan(**context) -> dict:
-        from pipeline import flow
-
-        run = context["dag_run"]
-        return flow.make_plan(
-            dag_id=run.dag_id,
-            run_id=run.run_id,
-            run_type=run.run_type,
-            params=context["params"],
-            logical_date=run.logical_date,
-            data_interval_end=run.data_interval_end,
-            run_after=run.run_after,
-        ).to_dict()
-
-    @task(retries=2)
-    def ingest(plan: dict) -> dict:
-        from airflow.sdk.exceptions import AirflowSkipException
-
-        from pipeline import flow
-        from pipeline.config import load_config
-        from pipeline.errors import NoNewDataError
-
-        try:
-            return flow.ingest(load_config(), flow.Plan.from_dict(plan)).to_dict()
-        except NoNewDataError as exc:
-            raise AirflowSkipException(str(exc)) from exc
-
-    @task  # a gate: no retries
-    def validate(plan: dict, ingested: dict) -> dict:
-        from pipeline import flow
-        from pipeline.config import load_config
-        from pipeline.results import IngestResult
-
-        return flow.validate(load_config(), flow.Plan.from_dict(plan), IngestResult.from_dict(ingested)).to_dict()
-
-    @task(retries=2)
-    def champion() -> dict:
-        from pipeline import flow
-        from pipeline.config import load_config
-
-        return flow.champion(load_config()).to_dict()
-
-    @task(retries=1)
-    def drift_check(plan: dict, ingested: dict, champ: dict) -> dict:
-        from pipeline import flow
-        from pipeline.config import load_config
-        from pipeline.results import ChampionInfo, IngestResult
-
-        p, ing, ch = flow.Plan.from_dict(plan), IngestResult.from_dict(ingested), ChampionInfo.from_dict(champ)
-        return flow.drift(load_config(), p, ing, ch).to_dict()
-
     @task(outlets=[DRIFT])
     def emit_drift(plan: dict, drift: dict, *, outlet_events=None) -> dict:
         """Skipped (no asset event) unless drift was detected."""
@@ -104,12 +53,8 @@ def monitor():
         outlet_events[DRIFT].extra = extra
         return extra
 
-    p = plan()
-    ing = ingest(p)
-    val = validate(p, ing)
-    ch = champion()
-    val >> ch
-    dr = drift_check(p, ing, ch)
+    p = tasks.plan()
+    _, _, dr = tasks.check_window(p)
     emit_drift(p, dr)
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import Param, dag, task
 
+from pipeline import tasks
 from pipeline.config import load_schedule
 from pipeline.schedules import retrain_schedule
 
@@ -45,60 +46,6 @@ SCHEDULE = load_schedule()
     },
 )
 def retrain():
-    @task
-    def plan(**context) -> dict:
-        from pipeline import flow
-
-        run = context["dag_run"]
-        events = [dict(e.extra or {}) for evs in (context.get("triggering_asset_events") or {}).values() for e in evs]
-        return flow.make_plan(
-            dag_id=run.dag_id,
-            run_id=run.run_id,
-            run_type=run.run_type,
-            params=context["params"],
-            logical_date=run.logical_date,
-            data_interval_end=run.data_interval_end,
-            run_after=run.run_after,
-            drift_events=events,
-        ).to_dict()
-
-    @task(retries=2)
-    def ingest(plan: dict) -> dict:
-        from airflow.sdk.exceptions import AirflowSkipException
-
-        from pipeline import flow
-        from pipeline.config import load_config
-        from pipeline.errors import NoNewDataError
-
-        try:
-            return flow.ingest(load_config(), flow.Plan.from_dict(plan)).to_dict()
-        except NoNewDataError as exc:
-            raise AirflowSkipException(str(exc)) from exc
-
-    @task  # a gate: no retries
-    def validate(plan: dict, ingested: dict) -> dict:
-        from pipeline import flow
-        from pipeline.config import load_config
-        from pipeline.results import IngestResult
-
-        return flow.validate(load_config(), flow.Plan.from_dict(plan), IngestResult.from_dict(ingested)).to_dict()
-
-    @task(retries=2)
-    def champion() -> dict:
-        from pipeline import flow
-        from pipeline.config import load_config
-
-        return flow.champion(load_config()).to_dict()
-
-    @task(retries=1)
-    def drift_check(plan: dict, ingested: dict, champ: dict) -> dict:
-        from pipeline import flow
-        from pipeline.config import load_config
-        from pipeline.results import ChampionInfo, IngestResult
-
-        p, ing, ch = flow.Plan.from_dict(plan), IngestResult.from_dict(ingested), ChampionInfo.from_dict(champ)
-        return flow.drift(load_config(), p, ing, ch).to_dict()
-
     @task.short_circuit
     def should_train(plan: dict, drift: dict, champ: dict) -> bool:
         import logging
@@ -139,12 +86,8 @@ def retrain():
         ft, ev = FinetuneResult.from_dict(trained), EvaluateResult.from_dict(evaluation)
         return flow.register(load_config(), p, dr, ft, ev).to_dict()
 
-    p = plan()
-    ing = ingest(p)
-    val = validate(p, ing)
-    ch = champion()
-    val >> ch
-    dr = drift_check(p, ing, ch)
+    p = tasks.plan()
+    ing, ch, dr = tasks.check_window(p)
     gate = should_train(p, dr, ch)
     ft = finetune(p, ing, ch)
     gate >> ft

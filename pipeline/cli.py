@@ -12,6 +12,7 @@ import logging
 import sys
 from datetime import date
 from pathlib import Path
+from collections.abc import Callable
 from typing import Annotated, Any, Optional, TypeVar
 
 import typer
@@ -124,153 +125,131 @@ def simulate(
     typer.echo(f"wrote {len(files)} files to {landing_dir or cfg.landing_dir_path}")
 
 
-@app.command()
-def ingest(
-    run_id: RunId,
-    config: ConfigOpt = None,
-    window_start: Annotated[Optional[str], typer.Option(help="First file date (YYYY-MM-DD).")] = None,
-    window_end: Annotated[Optional[str], typer.Option(help="Last file date (YYYY-MM-DD).")] = None,
-    consumer: Annotated[str, typer.Option(help="Watermark name: each consumer reads each file once.")] = "cli",
-    force_retrain: Annotated[bool, typer.Option("--force-retrain", help="Train even without drift.")] = False,
-) -> None:
-    """Read new landing files, clean, dedup, scrub PII, split; start a run."""
-    try:
-        cfg = _setup(config)
-        from pipeline import flow, storage
+def _start(cfg, run_id: str, consumer: str, window_start: str | None, window_end: str | None, force: bool):
+    """Record the run's plan once; later commands with the same --run-id reuse it."""
+    from pipeline import flow, storage
 
+    plan_path = _run_dir(cfg, run_id) / "plan.json"
+    if not plan_path.is_file():
         plan = flow.Plan(
             pipeline_run_id=paths.pipeline_run_id("cli", run_id),
             consumer=consumer,
             window_start=window_start,
             window_end=window_end,
             trigger="cli",
-            force_retrain=force_retrain,
+            force_retrain=force,
         )
-        plan_path = _run_dir(cfg, run_id) / "plan.json"
-        if not plan_path.is_file():
-            storage.write_json_atomic(plan_path, plan.to_dict())
-        _echo(flow.ingest(cfg, _plan(cfg, run_id)).to_dict())
+        storage.write_json_atomic(plan_path, plan.to_dict())
+    return _plan(cfg, run_id)
+
+
+def _step(config: Path | None, call: Callable[[Any], Any]) -> None:
+    """Load config, run ``call(cfg)``, print its result as JSON; a PipelineError is one line, exit 1."""
+    try:
+        cfg = _setup(config)
+        result = call(cfg)
     except PipelineError as exc:
         _fail(exc)
+    _echo(result if isinstance(result, dict) else result.to_dict())
+
+
+WindowStart = Annotated[Optional[str], typer.Option(help="First file date (YYYY-MM-DD).")]
+WindowEnd = Annotated[Optional[str], typer.Option(help="Last file date (YYYY-MM-DD).")]
+Consumer = Annotated[str, typer.Option(help="Watermark name: each consumer reads each file once.")]
+Force = Annotated[bool, typer.Option("--force-retrain", help="Train even without drift.")]
+
+
+@app.command()
+def ingest(
+    run_id: RunId,
+    config: ConfigOpt = None,
+    window_start: WindowStart = None,
+    window_end: WindowEnd = None,
+    consumer: Consumer = "cli",
+    force_retrain: Force = False,
+) -> None:
+    """Read new landing files, clean, dedup, scrub PII, split; start a run."""
+    from pipeline import flow
+
+    _step(config, lambda cfg: flow.ingest(cfg, _start(cfg, run_id, consumer, window_start, window_end, force_retrain)))
 
 
 @app.command()
 def validate(run_id: RunId, config: ConfigOpt = None) -> None:
     """Run the Great Expectations suite on the run's curated data."""
+    from pipeline import flow
     from pipeline.results import IngestResult
 
-    try:
-        cfg = _setup(config)
-        from pipeline import flow
-
-        _echo(flow.validate(cfg, _plan(cfg, run_id), _done(cfg, run_id, "ingest", IngestResult)).to_dict())
-    except PipelineError as exc:
-        _fail(exc)
+    _step(config, lambda cfg: flow.validate(cfg, _plan(cfg, run_id), _done(cfg, run_id, "ingest", IngestResult)))
 
 
 @app.command()
 def drift(run_id: RunId, config: ConfigOpt = None) -> None:
     """Evidently text and label drift of the run's window against the champion's training data."""
+    from pipeline import flow
     from pipeline.results import IngestResult
 
-    try:
-        cfg = _setup(config)
-        from pipeline import flow
-
-        ing = _done(cfg, run_id, "ingest", IngestResult)
-        _echo(flow.drift(cfg, _plan(cfg, run_id), ing, _champion(cfg, run_id)).to_dict())
-    except PipelineError as exc:
-        _fail(exc)
+    _step(config, lambda cfg: flow.drift(
+        cfg, _plan(cfg, run_id), _done(cfg, run_id, "ingest", IngestResult), _champion(cfg, run_id)
+    ))
 
 
 @app.command()
 def finetune(run_id: RunId, config: ConfigOpt = None) -> None:
     """Fine-tune a challenger (warm start from the champion when configured)."""
+    from pipeline import flow
     from pipeline.results import IngestResult
 
-    try:
-        cfg = _setup(config)
-        from pipeline import flow
-
-        ing = _done(cfg, run_id, "ingest", IngestResult)
-        _echo(flow.finetune(cfg, _plan(cfg, run_id), ing, _champion(cfg, run_id)).to_dict())
-    except PipelineError as exc:
-        _fail(exc)
+    _step(config, lambda cfg: flow.finetune(
+        cfg, _plan(cfg, run_id), _done(cfg, run_id, "ingest", IngestResult), _champion(cfg, run_id)
+    ))
 
 
 @app.command()
 def evaluate(run_id: RunId, config: ConfigOpt = None) -> None:
     """Champion vs challenger on the same test split; writes the decision record."""
+    from pipeline import flow
     from pipeline.results import FinetuneResult, IngestResult
 
-    try:
-        cfg = _setup(config)
-        from pipeline import flow
-
-        ing = _done(cfg, run_id, "ingest", IngestResult)
-        ft = _done(cfg, run_id, "finetune", FinetuneResult)
-        _echo(flow.evaluate(cfg, _plan(cfg, run_id), ing, ft, _champion(cfg, run_id)).to_dict())
-    except PipelineError as exc:
-        _fail(exc)
+    _step(config, lambda cfg: flow.evaluate(
+        cfg, _plan(cfg, run_id), _done(cfg, run_id, "ingest", IngestResult),
+        _done(cfg, run_id, "finetune", FinetuneResult), _champion(cfg, run_id),
+    ))
 
 
 @app.command()
 def register(run_id: RunId, config: ConfigOpt = None) -> None:
     """Register the challenger; move `champion` only if the gate passed."""
+    from pipeline import flow
     from pipeline.results import DriftResult, EvaluateResult, FinetuneResult
 
-    try:
-        cfg = _setup(config)
-        from pipeline import flow
-
-        dr = _done(cfg, run_id, "drift", DriftResult)
-        ft = _done(cfg, run_id, "finetune", FinetuneResult)
-        ev = _done(cfg, run_id, "evaluate", EvaluateResult)
-        _echo(flow.register(cfg, _plan(cfg, run_id), dr, ft, ev).to_dict())
-    except PipelineError as exc:
-        _fail(exc)
+    _step(config, lambda cfg: flow.register(
+        cfg, _plan(cfg, run_id), _done(cfg, run_id, "drift", DriftResult),
+        _done(cfg, run_id, "finetune", FinetuneResult), _done(cfg, run_id, "evaluate", EvaluateResult),
+    ))
 
 
 @app.command("run")
 def run_all(
     run_id: RunId,
     config: ConfigOpt = None,
-    window_start: Annotated[Optional[str], typer.Option(help="First file date (YYYY-MM-DD).")] = None,
-    window_end: Annotated[Optional[str], typer.Option(help="Last file date (YYYY-MM-DD).")] = None,
-    consumer: Annotated[str, typer.Option(help="Watermark name: each consumer reads each file once.")] = "cli",
-    force_retrain: Annotated[bool, typer.Option("--force-retrain", help="Train even without drift.")] = False,
+    window_start: WindowStart = None,
+    window_end: WindowEnd = None,
+    consumer: Consumer = "cli",
+    force_retrain: Force = False,
 ) -> None:
     """The whole loop: ingest → validate → drift → (fine-tune → evaluate → register)."""
-    try:
-        cfg = _setup(config)
-        from pipeline import flow, storage
+    from pipeline import flow
 
-        plan_path = _run_dir(cfg, run_id) / "plan.json"
-        if not plan_path.is_file():
-            plan = flow.Plan(
-                pipeline_run_id=paths.pipeline_run_id("cli", run_id),
-                consumer=consumer,
-                window_start=window_start,
-                window_end=window_end,
-                trigger="cli",
-                force_retrain=force_retrain,
-            )
-            storage.write_json_atomic(plan_path, plan.to_dict())
-        _echo(flow.run_cycle(cfg, _plan(cfg, run_id)))
-    except PipelineError as exc:
-        _fail(exc)
+    _step(config, lambda cfg: flow.run_cycle(cfg, _start(cfg, run_id, consumer, window_start, window_end, force_retrain)))
 
 
 @app.command()
 def champion(config: ConfigOpt = None) -> None:
     """Show the registered model's current champion (version, URI, training data)."""
-    try:
-        cfg = _setup(config, verbose=False)
-        from pipeline import flow
+    from pipeline import flow
 
-        _echo(flow.champion(cfg).to_dict())
-    except PipelineError as exc:
-        _fail(exc)
+    _step(config, flow.champion)
 
 
 @app.command()

@@ -120,6 +120,9 @@ class FinetuneConfig(Section):
     batch_size: int = Field(32, ge=1)
     epochs: int = Field(3, ge=1, description="Upper bound of epochs; early stopping may end sooner.")
     learning_rate: float = Field(1e-4, gt=0)
+    head_lr_multiplier: float = Field(
+        10.0, gt=0, description="The pooler and classification head learn at learning_rate times this."
+    )
     weight_decay: float = Field(0.01, ge=0)
     warmup_ratio: float = Field(0.1, ge=0, lt=1, description="Share of steps with linear warm-up.")
     lr_scheduler: Literal["linear", "cosine", "constant"] = Field("linear")

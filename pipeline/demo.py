@@ -49,9 +49,9 @@ SIZES: dict[str, dict[str, Any]] = {
         "monitor_every": 28,
         "env": {
             "RETRAIN_SIMULATOR__MESSAGES_PER_DAY": "30",
-            "RETRAIN_FINETUNE__MAX_TRAIN_ROWS": "480",
-            "RETRAIN_FINETUNE__EPOCHS": "3",
-            "RETRAIN_FINETUNE__FREEZE_LAYERS": "2",
+            "RETRAIN_FINETUNE__MAX_TRAIN_ROWS": "400",
+            "RETRAIN_FINETUNE__EPOCHS": "2",
+            "RETRAIN_FINETUNE__FREEZE_LAYERS": "3",
         },
     },
 }
@@ -312,6 +312,8 @@ def main(size: str | None = None, keep_running: bool = False) -> int:
                       cfg.schedule.season_starts)
     af = Airflow(home, env, port)
     rows: list[Row] = []
+    # SIGTERM (e.g. a CI timeout) unwinds like Ctrl-C, so the Airflow processes are stopped too
+    signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         print(f"[demo] starting Airflow (api-server :{port}, scheduler, dag-processor); logs in {home / 'logs'}", flush=True)
         af.start()
@@ -340,6 +342,12 @@ def main(size: str | None = None, keep_running: bool = False) -> int:
         if not keep_running:
             af.stop()
     text = render(rows, f"Simulated year ({size}): {len(rows)} DAG runs in {time.time() - t0:.0f}s")
+    for r in rows:
+        ev = r.info.get("evaluate")
+        if ev and not ev["promote"]:
+            line = f"  {r.run_id}: not promoted: " + "; ".join(ev["reasons"])
+            print(line)
+            text += line + "\n"
     (home / "summary.txt").write_text(text)
     asset_runs = sum(1 for r in rows if r.trigger == "drift event")
     promoted = sum(1 for r in rows if (r.info.get("evaluate") or {}).get("promote"))
@@ -350,6 +358,10 @@ def main(size: str | None = None, keep_running: bool = False) -> int:
     print("  MLflow UI:   make mlflow-ui    then open http://127.0.0.1:5000  (experiment support-intent-retraining, model support-intent-classifier)")
     failed = [r for r in rows if r.state != "success"]
     return 1 if failed and all(r.state != "success" for r in rows) else 0
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _wait_asset_run(af: Airflow, seen: set[str], timeout: float = 180) -> str:

@@ -274,6 +274,9 @@ def _predict(model: Any, data: _Encoded, *, batch_size: int, pad_id: int, device
     return out
 
 
+HEAD_PREFIXES = ("classifier", "score", "pre_classifier", "bert.pooler", "pooler")
+
+
 def _train(model: Any, train: _Encoded, val: _Encoded, ft: FinetuneConfig, *, pad_id: int, device: str) -> _Outcome:
     """Seeded AdamW loop with warm-up schedule, per-epoch validation and early stopping on val macro-F1.
 
@@ -296,7 +299,14 @@ def _train(model: Any, train: _Encoded, val: _Encoded, ft: FinetuneConfig, *, pa
         ),
     )
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=ft.learning_rate, weight_decay=ft.weight_decay)
+    # the pooler and classifier start (partly) random: they learn faster than the pretrained body
+    head = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith(HEAD_PREFIXES)]
+    head_ids = {id(p) for p in head}
+    body = [p for p in params if id(p) not in head_ids]
+    optimizer = torch.optim.AdamW(
+        [{"params": body, "lr": ft.learning_rate}, {"params": head, "lr": ft.learning_rate * ft.head_lr_multiplier}],
+        weight_decay=ft.weight_decay,
+    )
     total_steps = ft.epochs * len(loader)
     warmup_steps = int(round(ft.warmup_ratio * total_steps))
     # plain "constant" ignores warm-up in transformers; honour warmup_ratio for it too
@@ -315,7 +325,7 @@ def _train(model: Any, train: _Encoded, val: _Encoded, ft: FinetuneConfig, *, pa
             loader,
             desc=f"finetune epoch {epoch}/{ft.epochs}",
             unit="batch",
-            file=sys.stderr,
+            file=sys.stdout,  # Airflow logs task stdout at INFO (stderr shows as ERROR)
             mininterval=PROGRESS_SECONDS,
             disable=False,  # tqdm's auto-disable would hide it in Airflow logs (stderr is not a TTY)
         )

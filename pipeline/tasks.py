@@ -1,0 +1,83 @@
+"""TaskFlow tasks shared by the DAG files: each body is local imports, config, one flow call.
+
+Light module: importing it loads only ``airflow.sdk``; every heavy import happens inside a task
+body at run time. Retries follow the house rule: steps that can fail transiently retry, gates
+(validate, evaluate) never do.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk import task
+
+
+@task
+def plan(**context: Any) -> dict:
+    """The run's window and trigger, from params, drift events, the data interval or logical date."""
+    from pipeline import flow
+
+    run = context["dag_run"]
+    events = [dict(e.extra or {}) for evs in (context.get("triggering_asset_events") or {}).values() for e in evs]
+    return flow.make_plan(
+        dag_id=run.dag_id,
+        run_id=run.run_id,
+        run_type=run.run_type,
+        params=context["params"],
+        logical_date=run.logical_date,
+        data_interval_end=run.data_interval_end,
+        run_after=run.run_after,
+        drift_events=events,
+    ).to_dict()
+
+
+@task(retries=2)
+def ingest(plan: dict) -> dict:
+    """New landing files for this DAG's watermark; skips the rest of the run when there are none."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from pipeline import flow
+    from pipeline.config import load_config
+    from pipeline.errors import NoNewDataError
+
+    try:
+        return flow.ingest(load_config(), flow.Plan.from_dict(plan)).to_dict()
+    except NoNewDataError as exc:
+        raise AirflowSkipException(str(exc)) from exc
+
+
+@task  # a gate: no retries
+def validate(plan: dict, ingested: dict) -> dict:
+    from pipeline import flow
+    from pipeline.config import load_config
+    from pipeline.results import IngestResult
+
+    return flow.validate(load_config(), flow.Plan.from_dict(plan), IngestResult.from_dict(ingested)).to_dict()
+
+
+@task(retries=2)
+def champion() -> dict:
+    """The registry's champion once per run, so every later task compares against the same version."""
+    from pipeline import flow
+    from pipeline.config import load_config
+
+    return flow.champion(load_config()).to_dict()
+
+
+@task(retries=1)
+def drift_check(plan: dict, ingested: dict, champ: dict) -> dict:
+    from pipeline import flow
+    from pipeline.config import load_config
+    from pipeline.results import ChampionInfo, IngestResult
+
+    p, ing, ch = flow.Plan.from_dict(plan), IngestResult.from_dict(ingested), ChampionInfo.from_dict(champ)
+    return flow.drift(load_config(), p, ing, ch).to_dict()
+
+
+def check_window(p: Any) -> tuple[Any, Any, Any]:
+    """Wire plan → ingest → validate → champion → drift_check; return (ingest, champion, drift)."""
+    ing = ingest(p)
+    val = validate(p, ing)
+    ch = champion()
+    val >> ch  # no registry call for data that failed validation
+    return ing, ch, drift_check(p, ing, ch)

@@ -1,0 +1,67 @@
+"""The whole loop with MLflow's tracking and registry store on a real PostgreSQL server.
+
+Needs PostgreSQL on 127.0.0.1:5432 with trust auth (CI's machine has it). Each run creates and
+drops its own database, so runs never see each other's models.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from datetime import date
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+PG = os.environ.get("RETRAIN_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
+
+
+@pytest.fixture
+def pg_db():
+    psycopg2 = pytest.importorskip("psycopg2")
+    name = f"retrain_it_{uuid.uuid4().hex[:10]}"
+    try:
+        admin = psycopg2.connect(f"{PG}/postgres", connect_timeout=5)
+    except psycopg2.OperationalError as exc:
+        pytest.fail(f"PostgreSQL at {PG} is not reachable ({exc}); start it or set RETRAIN_TEST_PG")
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    # SQLAlchemy 2.1 maps plain postgresql:// to psycopg 3; name the installed driver
+    yield f"{PG.replace('postgresql://', 'postgresql+psycopg2://', 1)}/{name}"
+    with admin.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.close()
+
+
+def test_loop_registers_and_promotes_on_postgres(make_cfg, pg_db, tmp_path) -> None:
+    from pipeline import flow, tracking
+    from pipeline.data import simulator
+
+    cfg = make_cfg(
+        tracking={"tracking_uri": pg_db, "artifact_location": (tmp_path / "mlartifacts").as_uri()},
+        simulator={"messages_per_day": 12},
+        finetune={"epochs": 6, "batch_size": 8, "max_length": 64, "learning_rate": 3e-3, "max_train_rows": 200,
+                  "early_stopping_patience": 3},
+        evaluate={"first_model_min_macro_f1": 0.05},
+    )
+    simulator.write_landing(cfg.simulator, cfg.landing_dir_path, start=date(2025, 1, 1), end=date(2025, 1, 28))
+    plan = flow.Plan(pipeline_run_id="it__pg1", consumer="it", window_start=None, window_end="2025-01-28",
+                     trigger="cli", force_retrain=True)
+    out = flow.run_cycle(cfg, plan)
+    assert out["register"]["promoted"] is True
+
+    c = tracking.client(cfg)
+    assert c.tracking_uri.startswith("postgresql+psycopg2://")
+    mv = c.get_model_version_by_alias(cfg.register.model_name, "champion")
+    assert mv.tags["pipeline_run_id"] == "it__pg1"
+    champ = flow.champion(cfg)
+    assert champ.version == str(mv.version) and champ.train_data_uri
+    # a retry of register on the same run reuses the version
+    from pipeline.results import DriftResult, EvaluateResult, FinetuneResult
+
+    again = flow.register(cfg, plan, DriftResult.from_dict(out["drift"]), FinetuneResult.from_dict(out["finetune"]),
+                          EvaluateResult.from_dict(out["evaluate"]))
+    assert again.version == out["register"]["version"]
+    assert len(c.search_model_versions(f"name = '{cfg.register.model_name}'")) == 1
