@@ -33,12 +33,12 @@ DEMO_HOME = REPO_ROOT / ".retrain" / "demo"
 # Sized for 2 CPU cores: MiniLM trains at ~30-45 samples/s there.
 SIZES: dict[str, dict[str, Any]] = {
     "small": {
-        "days": 119,
+        "days": 90,
         "first_model_day": 28,
         "monitor_every": 28,
         "env": {
             "RETRAIN_SIMULATOR__MESSAGES_PER_DAY": "24",
-            "RETRAIN_FINETUNE__MAX_TRAIN_ROWS": "240",
+            "RETRAIN_FINETUNE__MAX_TRAIN_ROWS": "200",
             "RETRAIN_FINETUNE__EPOCHS": "2",
             "RETRAIN_FINETUNE__FREEZE_LAYERS": "3",
         },

@@ -22,8 +22,9 @@ the folder, and a retry after a success returns the recorded result. The step th
 the MLflow run FAILED.
 
 PII found by the suite is masked (``[PII:email]``) in the JSON, the Data Docs, the logs and the
-error message, which travel to MLflow and Airflow; ``quarantine.parquet`` keeps the raw text next
-to the curated files it came from, so the scrubber can be fixed and the rows replayed.
+error message, which travel to MLflow and Airflow; ``quarantine.parquet`` holds the text scrubbed
+with the same patterns (``[EMAIL]``...), so no step persists PII even when ingest's scrubbing was
+off or bypassed; the reason column still says which check the row failed.
 """
 
 from __future__ import annotations
@@ -439,6 +440,10 @@ def _quarantine(df: pd.DataFrame, origin: pd.Series, failures: list[_Failure]) -
         return df.iloc[0:0].assign(reason=pd.Series(dtype=object), data_file=pd.Series(dtype=object))
     index = sorted(reasons)
     out = df.iloc[index].copy()
+    if "text" in out:
+        from pipeline.data.text import scrub_pii
+
+        out["text"] = [scrub_pii(t)[0] if isinstance(t, str) else t for t in out["text"]]
     out["reason"] = ["; ".join(reasons[i]) for i in index]
     out["data_file"] = origin.iloc[index].to_numpy()
     return out.reset_index(drop=True)

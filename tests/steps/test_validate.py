@@ -224,7 +224,8 @@ def test_quarantine_names_rows_and_reasons_without_leaking_pii(vcfg, tmp_path: P
     )
     assert dict(zip(q["example_id"], q["data_file"], strict=True))["ex005"] == "train.parquet"
     assert set(q.columns) >= {"example_id", "text", "label", "timestamp", "segment", "source_file", "reason"}
-    assert EMAIL in q.loc[q["example_id"] == "ex005", "text"].item()  # raw row kept for the fix and replay
+    quarantined = q.loc[q["example_id"] == "ex005", "text"].item()
+    assert EMAIL not in quarantined and "[EMAIL]" in quarantined  # no step persists PII
 
     travels = [out / "validation_result.json", *(out / "data_docs").rglob("*.html")]
     for path in travels:
