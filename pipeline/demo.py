@@ -44,12 +44,12 @@ SIZES: dict[str, dict[str, Any]] = {
         },
     },
     "default": {
-        "days": 365,
+        "days": 364,
         "first_model_day": 28,
-        "monitor_every": 28,
+        "monitor_every": 42,
         "env": {
             "RETRAIN_SIMULATOR__MESSAGES_PER_DAY": "30",
-            "RETRAIN_FINETUNE__MAX_TRAIN_ROWS": "400",
+            "RETRAIN_FINETUNE__MAX_TRAIN_ROWS": "320",
             "RETRAIN_FINETUNE__EPOCHS": "2",
             "RETRAIN_FINETUNE__FREEZE_LAYERS": "3",
         },
@@ -244,9 +244,18 @@ def _marker(cfg: Any, dag_id: str, run_id: str, step: str) -> dict[str, Any] | N
     return json.loads(p.read_text()) if p.is_file() else None
 
 
-def collect(cfg: Any, row: Row) -> None:
+def collect(cfg: Any, row: Row, af: Airflow) -> None:
     for step in ("ingest", "drift", "finetune", "evaluate", "register"):
         row.info[step] = _marker(cfg, row.dag_id, row.run_id, step)
+    if row.state == "failed":
+        from pipeline import paths
+
+        tis = af.api("GET", f"/dags/{row.dag_id}/dagRuns/{row.run_id}/taskInstances")["task_instances"]
+        failed = [t["task_id"] for t in tis if t["state"] == "failed"]
+        row.info["failed_task"] = failed[0] if failed else "?"
+        marker = paths.step_dir(cfg.artifact_root_uri, paths.pipeline_run_id(row.dag_id, row.run_id), "validate") / "_FAILED"
+        if marker.is_file():
+            row.info["error"] = json.loads(marker.read_text()).get("error")
 
 
 def _f(x: Any) -> str:
@@ -274,7 +283,7 @@ def render(rows: list[Row], title: str) -> str:
             r.window_end,
             str(ing["rows_kept"]) if ing else ("failed" if r.state == "failed" else "no new data"),
             drift,
-            "yes" if r.info.get("finetune") else ("FAILED" if r.state == "failed" else "no"),
+            "yes" if r.info.get("finetune") else (f"FAILED at {r.info.get('failed_task')}" if r.state == "failed" else "no"),
             f"{_f(ev['champion_accuracy'])} / {_f(ev['champion_macro_f1'])}" if ev else "–",
             f"{_f(ev['challenger_accuracy'])} / {_f(ev['challenger_macro_f1'])}" if ev else "–",
             (f"{ev['p_value']:.2g}" if ev and ev["p_value"] is not None else "–"),
@@ -326,7 +335,7 @@ def main(size: str | None = None, keep_running: bool = False) -> int:
             state = af.wait_run(ev.dag_id, run_id)
             row = Row(ev.dag_id, run_id, "first model" if "force_retrain" in ev.conf else ev.conf.get("trigger", "window"),
                       ev.day.isoformat(), state)
-            collect(cfg, row)
+            collect(cfg, row, af)
             rows.append(row)
             print(f"[demo]   -> {state} ({time.time() - t0:.0f}s)", flush=True)
             if ev.dag_id == "monitor" and state == "success" and af.task_state("monitor", run_id, "emit_drift") == "success":
@@ -335,7 +344,7 @@ def main(size: str | None = None, keep_running: bool = False) -> int:
                 seen_asset_runs.add(new)
                 st = af.wait_run("retrain", new)
                 arow = Row("retrain", new, "drift event", ev.day.isoformat(), st)
-                collect(cfg, arow)
+                collect(cfg, arow, af)
                 rows.append(arow)
                 print(f"[demo]   -> asset-triggered {new}: {st} ({time.time() - t0:.0f}s)", flush=True)
     finally:
@@ -344,8 +353,12 @@ def main(size: str | None = None, keep_running: bool = False) -> int:
     text = render(rows, f"Simulated year ({size}): {len(rows)} DAG runs in {time.time() - t0:.0f}s")
     for r in rows:
         ev = r.info.get("evaluate")
+        line = ""
         if ev and not ev["promote"]:
             line = f"  {r.run_id}: not promoted: " + "; ".join(ev["reasons"])
+        elif r.state == "failed":
+            line = f"  {r.run_id}: failed at {r.info.get('failed_task')}: {r.info.get('error') or 'see the task log'}"
+        if line:
             print(line)
             text += line + "\n"
     (home / "summary.txt").write_text(text)
