@@ -350,7 +350,7 @@ def main(size: str | None = None, keep_running: bool = False) -> int:
     finally:
         if not keep_running:
             af.stop()
-    text = render(rows, f"Simulated year ({size}): {len(rows)} DAG runs in {time.time() - t0:.0f}s")
+    text = render(rows, f"{spec['days']} simulated days ({size}): {len(rows)} DAG runs in {time.time() - t0:.0f}s")
     for r in rows:
         ev = r.info.get("evaluate")
         line = ""
