@@ -35,26 +35,14 @@ STEPS = ("ingest", "validate", "champion", "drift", "finetune", "evaluate", "reg
 def _setup_env(home: Path) -> Path:
     """Environment for one in-process Airflow; the DAG folder holds the project's DAGs and the twin."""
     sys.path.insert(0, str(REPO))
-    from pipeline.demo import SIZES
+    from pipeline.demo import SIZES, airflow_env
 
     dags = home / "dags"
     dags.mkdir(parents=True)
     for f in (REPO / "dags").glob("*.py"):
         (dags / f.name).symlink_to(f)
-    os.environ.update(
-        {
-            "AIRFLOW_HOME": str(home / "airflow"),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "RETRAIN_HOME": str(home),
-            "RETRAIN_SCHEDULE__TIME_TRIGGERS": "false",
-            "HF_HUB_OFFLINE": "1",
-            "TRANSFORMERS_OFFLINE": "1",
-            "TOKENIZERS_PARALLELISM": "false",
-            "GX_ANALYTICS_ENABLED": "False",
-            **SIZES["small"]["env"],
-        }
-    )
+    # the demo's environment (same Airflow and RETRAIN_* settings), with this run's DAG folder
+    os.environ.update(airflow_env(home, 8080, {"AIRFLOW__CORE__DAGS_FOLDER": str(dags), **SIZES["small"]["env"]}))
     subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True)
     return dags
 
