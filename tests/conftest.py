@@ -66,3 +66,12 @@ def make_cfg(tmp_path: Path, tiny_model_dir: Path):
 @pytest.fixture
 def cfg(make_cfg):
     return make_cfg()
+
+
+@pytest.fixture(scope="session")
+def mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A shared SQLite MLflow store (a fresh one costs seconds of schema migrations); tests tell
+    their runs apart by pipeline_run_id. Pass it as ``make_cfg(tracking=mlflow_store)``."""
+    root = tmp_path_factory.getbasetemp() / "shared-mlflow"
+    root.mkdir(exist_ok=True)
+    return {"tracking_uri": f"sqlite:///{root / 'mlflow.db'}", "artifact_location": (root / "artifacts").as_uri()}

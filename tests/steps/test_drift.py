@@ -21,15 +21,6 @@ SHOP = (
 CRYPTO = "wallet token staking blockchain ledger mining airdrop swap seed phrase gas fee validator"
 
 
-@pytest.fixture(scope="module")
-def mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """One SQLite store for the validate and drift tests of a session: a fresh store costs seconds
-    of schema migrations. Runs are told apart by their pipeline_run_id."""
-    root = tmp_path_factory.getbasetemp() / "validate-drift-mlflow"
-    root.mkdir(exist_ok=True)
-    return {"tracking_uri": f"sqlite:///{root / 'mlflow.db'}", "artifact_location": (root / "artifacts").as_uri()}
-
-
 @pytest.fixture
 def dcfg(make_cfg, mlflow_store):
     return make_cfg(

@@ -18,15 +18,6 @@ WORDS = ("where", "is", "my", "parcel", "refund", "please", "card", "balance", "
 EMAIL, PHONE = "jo.doe@example.com", "415-555-0134"
 
 
-@pytest.fixture(scope="module")
-def mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """One SQLite store for the validate and drift tests of a session: a fresh store costs seconds
-    of schema migrations. Runs are told apart by their pipeline_run_id."""
-    root = tmp_path_factory.getbasetemp() / "validate-drift-mlflow"
-    root.mkdir(exist_ok=True)
-    return {"tracking_uri": f"sqlite:///{root / 'mlflow.db'}", "artifact_location": (root / "artifacts").as_uri()}
-
-
 @pytest.fixture
 def vcfg(make_cfg, mlflow_store):
     return make_cfg(
