@@ -10,7 +10,7 @@ export TOKENIZERS_PARALLELISM = false
 export GX_ANALYTICS_ENABLED = False
 export GIT_PYTHON_REFRESH = quiet
 
-.PHONY: install demo test test-fast bench airflow-ui mlflow-ui lint clean
+.PHONY: install demo test test-fast bench airflow-ui mlflow-ui lint docs clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,14 @@ airflow-ui: $(STAMP)  ## the Airflow UI on the demo's metadata DB: http://127.0.
 
 mlflow-ui: $(STAMP)  ## the MLflow UI on the demo's store: http://127.0.0.1:5000
 	$(BIN)/python -m pipeline.demo --serve mlflow
+
+lint: $(STAMP)  ## ruff (lint + format check) and mypy on pipeline/ and dags/ (what .ci/run adds)
+	$(BIN)/ruff check pipeline dags tests benchmarks
+	$(BIN)/ruff format --check pipeline dags tests benchmarks
+	$(BIN)/mypy
+
+docs: $(STAMP)  ## regenerate the README's config table from the typed config
+	$(BIN)/python -m pipeline.config_doc --write README.md
 
 clean:  ## remove everything the demo and tests created (keeps .venv)
 	rm -rf .retrain .pytest_cache

@@ -24,14 +24,18 @@ DRIFT = drift_asset()
 @dag(
     dag_id="monitor",
     schedule=monitor_schedule(SCHEDULE),
-    start_date=pendulum.datetime(SCHEDULE.start_date.year, SCHEDULE.start_date.month, SCHEDULE.start_date.day, tz="UTC"),
+    start_date=pendulum.datetime(
+        SCHEDULE.start_date.year, SCHEDULE.start_date.month, SCHEDULE.start_date.day, tz="UTC"
+    ),
     catchup=False,
     max_active_runs=1,
     tags=["monitoring", "support-intent"],
     doc_md=__doc__,
     default_args={"retries": 0, "retry_delay": pendulum.duration(seconds=30)},
     params={
-        "window_start": Param(None, type=["null", "string"], format="date", description="First file date (YYYY-MM-DD)."),
+        "window_start": Param(
+            None, type=["null", "string"], format="date", description="First file date (YYYY-MM-DD)."
+        ),
         "window_end": Param(None, type=["null", "string"], format="date", description="Last file date (YYYY-MM-DD)."),
     },
 )
@@ -54,8 +58,8 @@ def monitor():
         return extra
 
     p = tasks.plan()
-    _, _, dr = tasks.check_window(p)
-    emit_drift(p, dr)
+    ing, _, dr = tasks.check_window(p)
+    emit_drift(p, dr) >> tasks.commit(ing)
 
 
 monitor()

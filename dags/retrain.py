@@ -12,7 +12,9 @@ bounds.
 validates them with Great Expectations, checks drift against the champion's training data with
 Evidently, fine-tunes a challenger (warm start from the champion, with replay of its data),
 evaluates champion vs challenger on the same test split (McNemar + paired bootstrap) and
-registers the challenger; the `champion` alias moves only when the gate passes.
+registers the challenger; the `champion` alias moves only when the gate passes. The last task,
+`commit`, marks the window's files as consumed only when nothing before it failed, so a failed run
+leaves them for the next one.
 
 Every step logs to MLflow under a parent run named after this DAG run.
 """
@@ -32,7 +34,9 @@ SCHEDULE = load_schedule()
 @dag(
     dag_id="retrain",
     schedule=retrain_schedule(SCHEDULE),
-    start_date=pendulum.datetime(SCHEDULE.start_date.year, SCHEDULE.start_date.month, SCHEDULE.start_date.day, tz="UTC"),
+    start_date=pendulum.datetime(
+        SCHEDULE.start_date.year, SCHEDULE.start_date.month, SCHEDULE.start_date.day, tz="UTC"
+    ),
     catchup=False,
     max_active_runs=1,
     tags=["retraining", "support-intent"],
@@ -40,20 +44,25 @@ SCHEDULE = load_schedule()
     default_args={"retries": 0, "retry_delay": pendulum.duration(seconds=30)},
     params={
         "force_retrain": Param(False, type="boolean", description="Train even without drift or a schedule."),
-        "window_start": Param(None, type=["null", "string"], format="date", description="First file date (YYYY-MM-DD)."),
+        "window_start": Param(
+            None, type=["null", "string"], format="date", description="First file date (YYYY-MM-DD)."
+        ),
         "window_end": Param(None, type=["null", "string"], format="date", description="Last file date (YYYY-MM-DD)."),
         "trigger": Param(None, type=["null", "string"], description="Override the recorded trigger (e.g. schedule)."),
     },
 )
 def retrain():
-    @task.short_circuit
+    # only finetune is skipped directly; the rest follow their trigger rules, so `commit` still runs
+    @task.short_circuit(ignore_downstream_trigger_rules=False)
     def should_train(plan: dict, drift: dict, champ: dict) -> bool:
         import logging
 
         from pipeline import flow
         from pipeline.results import ChampionInfo, DriftResult
 
-        train, why = flow.should_train(flow.Plan.from_dict(plan), DriftResult.from_dict(drift), ChampionInfo.from_dict(champ))
+        train, why = flow.should_train(
+            flow.Plan.from_dict(plan), DriftResult.from_dict(drift), ChampionInfo.from_dict(champ)
+        )
         logging.getLogger("retrain").info("train=%s: %s", train, why)
         return train
 
@@ -92,7 +101,7 @@ def retrain():
     ft = finetune(p, ing, ch)
     gate >> ft
     ev = evaluate(p, ing, ft, ch)
-    register(p, dr, ft, ev)
+    register(p, dr, ft, ev) >> tasks.commit(ing)
 
 
 retrain()

@@ -2,23 +2,30 @@
 
 Step commands share a ``--run-id``: ``retrain ingest --run-id r1`` writes under
 ``{artifact_root}/cli__r1/``, and ``retrain validate --run-id r1`` reads what ingest wrote there.
-Errors are one line on stderr and exit code 1.
+
+Results are JSON on stdout; logs and progress go to stderr (stdout is redirected there while a
+command works, so no library can print into the JSON). Exit codes: 0 done; 1 an error, said in one
+line on stderr (``RETRAIN_DEBUG=1`` adds the traceback); 2 a usage error; 3 nothing to do (no new
+file in the window, or every row quarantined), said in one line on stderr.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import sys
+import traceback
+from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
-from collections.abc import Callable
-from typing import Annotated, Any, Optional, TypeVar
+from typing import Annotated, Any, NoReturn, Optional, TypeVar
 
 import typer
 
 from pipeline import paths
-from pipeline.errors import PipelineError
+from pipeline.errors import EXIT_NOTHING_TO_DO, NothingToDoError, PipelineError
 
 app = typer.Typer(
     help="Retrain the support-intent classifier: run any step, or the whole loop, outside Airflow.",
@@ -29,21 +36,55 @@ app = typer.Typer(
 
 RunId = Annotated[str, typer.Option("--run-id", "-r", help="Names the run; step commands with the same id chain.")]
 ConfigOpt = Annotated[
-    Optional[Path], typer.Option("--config", "-c", help="YAML config (default: $RETRAIN_CONFIG or configs/default.yaml).")
+    Optional[Path],
+    typer.Option("--config", "-c", help="YAML config (default: $RETRAIN_CONFIG or configs/default.yaml)."),
 ]
 R = TypeVar("R")
 
 
-def _setup(config: Path | None, verbose: bool = True):
+def _setup(config: Path | None, verbose: bool = True, announce: bool = False) -> Any:
     from pipeline.config import load_config
 
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    return load_config(config)
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
+    cfg = load_config(config)
+    if announce:
+        for line in cfg.gate_warnings():
+            typer.secho(f"warning: {line}", fg=typer.colors.YELLOW, err=True)
+    return cfg
 
 
-def _fail(exc: Exception) -> None:
-    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+def _fail(exc: BaseException) -> NoReturn:
+    """One line on stderr and the exit code: 3 for nothing to do, else 1."""
+    if isinstance(exc, NothingToDoError):
+        typer.echo(f"nothing to do: {exc}", err=True)
+        raise typer.Exit(EXIT_NOTHING_TO_DO)
+    if os.environ.get("RETRAIN_DEBUG"):
+        traceback.print_exception(exc, file=sys.stderr)
+    message = str(exc) if isinstance(exc, PipelineError) else f"unexpected {type(exc).__name__}: {exc}"
+    hint = (
+        ""
+        if isinstance(exc, PipelineError) or os.environ.get("RETRAIN_DEBUG")
+        else " (RETRAIN_DEBUG=1 shows the traceback)"
+    )
+    typer.secho(f"error: {' '.join(message.split())}{hint}", fg=typer.colors.RED, err=True)
     raise typer.Exit(1)
+
+
+@contextlib.contextmanager
+def _guarded() -> Iterator[None]:
+    """Work with stdout sent to stderr (progress bars, library prints); any error becomes one line."""
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    except (typer.Exit, typer.Abort):
+        raise
+    except Exception as exc:
+        _fail(exc)
 
 
 def _echo(data: Any) -> None:
@@ -70,7 +111,9 @@ def _done(cfg, run_id: str, step: str, cls: type[R]) -> R:
     out = paths.step_dir(cfg.artifact_root_uri, plan.pipeline_run_id, step)
     res = storage.load_done(out, cls)  # type: ignore[type-var]
     if res is None:
-        raise PipelineError(f"run {run_id!r}: step {step} has not finished (no {out}/_SUCCESS); run `retrain {step} --run-id {run_id}`")
+        raise PipelineError(
+            f"run {run_id!r}: step {step} has not finished (no {out}/_SUCCESS); run `retrain {step} --run-id {run_id}`"
+        )
     return res  # type: ignore[return-value]
 
 
@@ -92,11 +135,9 @@ def config(
     config: ConfigOpt = None,
     section: Annotated[Optional[str], typer.Option(help="Only this section (e.g. finetune).")] = None,
 ) -> None:
-    """Print the resolved configuration (YAML + RETRAIN_* environment)."""
-    try:
-        cfg = _setup(config, verbose=False)
-    except PipelineError as exc:
-        _fail(exc)
+    """Print the resolved configuration (defaults + YAML + RETRAIN_* environment); warn about null gate thresholds."""
+    with _guarded():
+        cfg = _setup(config, verbose=False, announce=True)
     data = cfg.model_dump(mode="json", by_alias=True)
     data["validate"] = data.pop("validate_", data.get("validate"))
     _echo(data[section] if section else data)
@@ -107,10 +148,12 @@ def simulate(
     config: ConfigOpt = None,
     start: Annotated[Optional[str], typer.Option(help="First day (YYYY-MM-DD); default simulator.start_date.")] = None,
     end: Annotated[Optional[str], typer.Option(help="Last day (YYYY-MM-DD); default start + simulator.days.")] = None,
-    landing_dir: Annotated[Optional[Path], typer.Option(help="Where to write; default the configured landing folder.")] = None,
+    landing_dir: Annotated[
+        Optional[Path], typer.Option(help="Where to write; default the configured landing folder.")
+    ] = None,
 ) -> None:
     """Write the seasonal support-ticket simulator's dated files into the landing folder."""
-    try:
+    with _guarded():
         cfg = _setup(config)
         from pipeline.data import simulator
 
@@ -120,9 +163,7 @@ def simulate(
             start=date.fromisoformat(start) if start else None,
             end=date.fromisoformat(end) if end else None,
         )
-    except (PipelineError, ValueError) as exc:
-        _fail(exc)
-    typer.echo(f"wrote {len(files)} files to {landing_dir or cfg.landing_dir_path}")
+    _echo({"files": len(files), "landing_dir": str(landing_dir or cfg.landing_dir_path)})
 
 
 def _start(cfg, run_id: str, consumer: str, window_start: str | None, window_end: str | None, force: bool):
@@ -143,13 +184,11 @@ def _start(cfg, run_id: str, consumer: str, window_start: str | None, window_end
     return _plan(cfg, run_id)
 
 
-def _step(config: Path | None, call: Callable[[Any], Any]) -> None:
-    """Load config, run ``call(cfg)``, print its result as JSON; a PipelineError is one line, exit 1."""
-    try:
-        cfg = _setup(config)
+def _step(config: Path | None, call: Callable[[Any], Any], announce: bool = False) -> None:
+    """Load config, run ``call(cfg)``, print its result as JSON on stdout; errors are one line on stderr."""
+    with _guarded():
+        cfg = _setup(config, announce=announce)
         result = call(cfg)
-    except PipelineError as exc:
-        _fail(exc)
     _echo(result if isinstance(result, dict) else result.to_dict())
 
 
@@ -171,7 +210,11 @@ def ingest(
     """Read new landing files, clean, dedup, scrub PII, split; start a run."""
     from pipeline import flow
 
-    _step(config, lambda cfg: flow.ingest(cfg, _start(cfg, run_id, consumer, window_start, window_end, force_retrain)))
+    _step(
+        config,
+        lambda cfg: flow.ingest(cfg, _start(cfg, run_id, consumer, window_start, window_end, force_retrain)),
+        announce=True,
+    )
 
 
 @app.command()
@@ -189,9 +232,14 @@ def drift(run_id: RunId, config: ConfigOpt = None) -> None:
     from pipeline import flow
     from pipeline.results import IngestResult
 
-    _step(config, lambda cfg: flow.drift(
-        cfg, _plan(cfg, run_id), _done(cfg, run_id, "ingest", IngestResult), _champion(cfg, run_id)
-    ))
+    def call(cfg: Any) -> Any:
+        plan, ing, champ = _plan(cfg, run_id), _done(cfg, run_id, "ingest", IngestResult), _champion(cfg, run_id)
+        result = flow.drift(cfg, plan, ing, champ)
+        if not flow.should_train(plan, result, champ)[0]:
+            flow.commit(cfg, ing)  # the run ends here: its files are consumed
+        return result
+
+    _step(config, call)
 
 
 @app.command()
@@ -200,9 +248,12 @@ def finetune(run_id: RunId, config: ConfigOpt = None) -> None:
     from pipeline import flow
     from pipeline.results import IngestResult
 
-    _step(config, lambda cfg: flow.finetune(
-        cfg, _plan(cfg, run_id), _done(cfg, run_id, "ingest", IngestResult), _champion(cfg, run_id)
-    ))
+    _step(
+        config,
+        lambda cfg: flow.finetune(
+            cfg, _plan(cfg, run_id), _done(cfg, run_id, "ingest", IngestResult), _champion(cfg, run_id)
+        ),
+    )
 
 
 @app.command()
@@ -211,22 +262,37 @@ def evaluate(run_id: RunId, config: ConfigOpt = None) -> None:
     from pipeline import flow
     from pipeline.results import FinetuneResult, IngestResult
 
-    _step(config, lambda cfg: flow.evaluate(
-        cfg, _plan(cfg, run_id), _done(cfg, run_id, "ingest", IngestResult),
-        _done(cfg, run_id, "finetune", FinetuneResult), _champion(cfg, run_id),
-    ))
+    _step(
+        config,
+        lambda cfg: flow.evaluate(
+            cfg,
+            _plan(cfg, run_id),
+            _done(cfg, run_id, "ingest", IngestResult),
+            _done(cfg, run_id, "finetune", FinetuneResult),
+            _champion(cfg, run_id),
+        ),
+    )
 
 
 @app.command()
 def register(run_id: RunId, config: ConfigOpt = None) -> None:
-    """Register the challenger; move `champion` only if the gate passed."""
+    """Register the challenger; move `champion` only if the gate passed; mark the run's files consumed."""
     from pipeline import flow
-    from pipeline.results import DriftResult, EvaluateResult, FinetuneResult
+    from pipeline.results import DriftResult, EvaluateResult, FinetuneResult, IngestResult
 
-    _step(config, lambda cfg: flow.register(
-        cfg, _plan(cfg, run_id), _done(cfg, run_id, "drift", DriftResult),
-        _done(cfg, run_id, "finetune", FinetuneResult), _done(cfg, run_id, "evaluate", EvaluateResult),
-    ))
+    def call(cfg: Any) -> Any:
+        plan = _plan(cfg, run_id)
+        result = flow.register(
+            cfg,
+            plan,
+            _done(cfg, run_id, "drift", DriftResult),
+            _done(cfg, run_id, "finetune", FinetuneResult),
+            _done(cfg, run_id, "evaluate", EvaluateResult),
+        )
+        flow.commit(cfg, _done(cfg, run_id, "ingest", IngestResult))  # the run's last step: files consumed
+        return result
+
+    _step(config, call)
 
 
 @app.command("run")
@@ -241,7 +307,9 @@ def run_all(
     """The whole loop: ingest → validate → drift → (fine-tune → evaluate → register)."""
     from pipeline import flow
 
-    _step(config, lambda cfg: flow.run_cycle(cfg, _start(cfg, run_id, consumer, window_start, window_end, force_retrain)))
+    _step(
+        config, lambda cfg: flow.run_cycle(cfg, _start(cfg, run_id, consumer, window_start, window_end, force_retrain))
+    )
 
 
 @app.command()

@@ -1,7 +1,9 @@
 """Typed configuration: one frozen root ``PipelineConfig`` with a section per step.
 
-Sources, lowest to highest priority: field defaults, the YAML file (``RETRAIN_CONFIG`` or
-``configs/default.yaml``), then ``RETRAIN_*`` environment variables with ``__`` between levels
+Sources, lowest to highest priority: the typed field defaults below (the one place defaults live;
+the README's table is generated from them), the YAML file (``RETRAIN_CONFIG`` or
+``configs/default.yaml``, which holds no values of its own) layered over them key by key, then
+``RETRAIN_*`` environment variables with ``__`` between levels
 (``RETRAIN_FINETUNE__EPOCHS=2``). Every model forbids unknown keys, so a typo is an error that
 names the key instead of a silently ignored setting.
 
@@ -56,20 +58,23 @@ class ColumnMap(Section):
 
 class SplitConfig(Section):
     val_fraction: float = Field(0.15, gt=0, lt=0.5, description="Share of each window used for validation.")
-    test_fraction: float = Field(0.2, gt=0, lt=0.5, description="Share of each window held out for evaluation.")
+    test_fraction: float = Field(0.25, gt=0, lt=0.5, description="Share of each window held out for evaluation.")
     seed: int = Field(13, description="Seed of the stratified split.")
 
 
 class IngestConfig(Section):
     landing_dir: str | None = Field(None, description="Folder of landing files; default {home}/landing.")
     formats: tuple[Literal["csv", "jsonl", "parquet"], ...] = Field(
-        ("csv", "jsonl", "parquet"), description="File types read from the landing folder."
+        ("csv", "jsonl", "parquet"),
+        description="File types read from the landing folder; compressed CSV/JSONL (.gz, .bz2, .xz, .zst, .zip) too.",
     )
     columns: ColumnMap = Field(default_factory=ColumnMap, description="Column mapping of the landing files.")
     min_text_chars: int = Field(3, ge=1, description="Rows with shorter text (after cleaning) are quarantined.")
     max_text_chars: int = Field(1000, ge=10, description="Longer texts are truncated to this many characters.")
-    scrub_pii: bool = Field(True, description="Replace emails, phones, order and card numbers before persisting.")
-    split: SplitConfig = Field(default_factory=SplitConfig)
+    scrub_pii: bool = Field(
+        True, description="Replace emails, phones, IBANs, IPs, order and card numbers before persisting."
+    )
+    split: SplitConfig = Field(default_factory=SplitConfig, description="Stratified train/val/test split.")
 
 
 class ValidateConfig(Section):
@@ -77,15 +82,21 @@ class ValidateConfig(Section):
     min_text_chars: int = Field(3, ge=1, description="Lower bound of text length.")
     max_text_chars: int = Field(1000, ge=10, description="Upper bound of text length.")
     min_rows_per_class: int = Field(
-        2, ge=0, description="Each label present in the window needs at least this many rows."
+        3,
+        ge=0,
+        description=(
+            "Each label present in the window needs at least this many rows; a training-row cap keeps at least "
+            "this many of every class."
+        ),
     )
+    min_classes: int = Field(2, ge=1, description="A window with fewer distinct labels fails validation.")
     max_duplicate_share: float = Field(0.05, ge=0, le=1, description="Largest tolerated share of repeated texts.")
     min_rows: int = Field(20, ge=1, description="A window with fewer rows fails validation.")
 
 
 class DriftConfig(Section):
     text_drift_threshold: float = Field(
-        0.6,
+        0.65,
         gt=0,
         lt=1,
         description=(
@@ -117,39 +128,59 @@ class FinetuneConfig(Section):
         0.5, ge=0, le=5, description="Rows replayed from the champion's training data, as a share of new rows."
     )
     max_length: int = Field(64, ge=8, le=512, description="Tokens per message.")
-    batch_size: int = Field(32, ge=1)
+    batch_size: int = Field(16, ge=1, description="Training batch size.")
     epochs: int = Field(3, ge=1, description="Upper bound of epochs; early stopping may end sooner.")
-    learning_rate: float = Field(1e-4, gt=0)
+    learning_rate: float = Field(2e-4, gt=0, description="Peak learning rate of the pretrained body (AdamW).")
     head_lr_multiplier: float = Field(
         10.0, gt=0, description="The pooler and classification head learn at learning_rate times this."
     )
-    weight_decay: float = Field(0.01, ge=0)
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
     warmup_ratio: float = Field(0.1, ge=0, lt=1, description="Share of steps with linear warm-up.")
-    lr_scheduler: Literal["linear", "cosine", "constant"] = Field("linear")
+    lr_scheduler: Literal["linear", "cosine", "constant"] = Field(
+        "linear", description="Learning-rate schedule after warm-up."
+    )
     early_stopping_patience: int = Field(1, ge=0, description="Epochs without val macro-F1 gain before stopping.")
     freeze_embeddings: bool = Field(True, description="Keep the embedding layer frozen.")
-    freeze_layers: int = Field(0, ge=0, description="Number of lowest encoder layers kept frozen.")
+    freeze_layers: int = Field(2, ge=0, description="Number of lowest encoder layers kept frozen.")
     max_train_rows: int | None = Field(None, ge=1, description="Cap on training rows (sampled, stratified).")
-    seed: int = Field(42)
+    seed: int = Field(42, description="Seed of sampling, head initialisation and batch order.")
     num_threads: int | None = Field(None, ge=1, description="torch threads; default: all cores.")
 
 
 class EvaluateConfig(Section):
-    """Promotion gate. Every threshold left null means: do not promote (the gate fails closed)."""
+    """Promotion gate. A threshold set to null means: do not promote (the gate fails closed); the run
+    says so at its start."""
 
-    alpha: float | None = Field(None, gt=0, lt=1, description="Significance level of the McNemar test.")
+    alpha: float | None = Field(
+        0.05, gt=0, lt=1, description="Significance level of the McNemar test (null: never promote over a champion)."
+    )
     min_macro_f1_gain: float | None = Field(
-        None, description="Lower bound of the bootstrap CI of macro-F1(challenger) - macro-F1(champion) must exceed this."
+        0.0,
+        description=(
+            "Lower bound of the 95% paired-bootstrap CI of macro-F1(challenger) - macro-F1(champion) must exceed "
+            "this (null: never promote over a champion)."
+        ),
     )
     max_class_f1_drop: float | None = Field(
-        None, ge=0, description="Guardrail: no class may lose more F1 than this (classes with enough support)."
+        0.10,
+        ge=0,
+        description=(
+            "Guardrail: no class with min_class_support test rows may lose more F1 than this (null: never promote "
+            "over a champion)."
+        ),
     )
     min_class_support: int = Field(5, ge=1, description="Classes with fewer test rows are not guardrailed.")
     first_model_min_macro_f1: float | None = Field(
-        None, ge=0, le=1, description="Absolute floor for the first model when there is no champion."
+        0.6,
+        ge=0,
+        le=1,
+        description="Absolute macro-F1 floor of the first model, when there is no champion (null: never).",
     )
-    bootstrap_samples: int = Field(1000, ge=100)
-    seed: int = Field(11)
+    bootstrap_samples: int = Field(1000, ge=100, description="Paired bootstrap resamples.")
+    seed: int = Field(11, description="Seed of the bootstrap.")
+
+
+GATE_KEYS = ("alpha", "min_macro_f1_gain", "max_class_f1_drop", "first_model_min_macro_f1")
 
 
 class RegisterConfig(Section):
@@ -163,7 +194,12 @@ class TrackingConfig(Section):
     tracking_uri: str | None = Field(None, description="MLflow tracking URI; default sqlite:///{home}/mlflow.db.")
     registry_uri: str | None = Field(None, description="MLflow registry URI; default: the tracking URI.")
     artifact_location: str | None = Field(None, description="Experiment artifact root; default {home}/mlartifacts.")
-    experiment_name: str = Field("support-intent-retraining")
+    experiment_name: str = Field("support-intent-retraining", description="MLflow experiment of every run.")
+    http_max_retries: int = Field(
+        3, ge=0, description="Retries of a request to an MLflow server (exponential backoff) before the step fails."
+    )
+    http_timeout_s: int = Field(10, ge=1, description="Seconds one request to an MLflow server may take.")
+    http_backoff_factor: int = Field(1, ge=0, description="Backoff between retries: factor * 2^attempt seconds.")
 
 
 class ScheduleConfig(Section):
@@ -193,10 +229,10 @@ class ScheduleConfig(Section):
 
 class SimulatorConfig(Section):
     seed: int = Field(2024, description="Same seed, same files.")
-    start_date: date = Field(date(2025, 1, 1))
-    days: int = Field(365, ge=1)
-    messages_per_day: int = Field(40, ge=1)
-    file_format: Literal["csv", "jsonl", "parquet"] = Field("jsonl")
+    start_date: date = Field(date(2025, 1, 1), description="First simulated day.")
+    days: int = Field(365, ge=1, description="Simulated days.")
+    messages_per_day: int = Field(40, ge=1, description="Messages per simulated day.")
+    file_format: Literal["csv", "jsonl", "parquet"] = Field("jsonl", description="Format of the landing files written.")
     days_per_file: int = Field(7, ge=1, description="One landing file per this many days.")
     noise: float = Field(0.15, ge=0, le=1, description="Probability of a typo or casing change per message.")
     pii_rate: float = Field(0.3, ge=0, le=1, description="Share of messages carrying PII.")
@@ -210,24 +246,30 @@ class PipelineConfig(BaseSettings):
     """Root configuration. Build it with :func:`load_config` inside tasks, never at parse time."""
 
     model_config = SettingsConfigDict(
-        frozen=True, extra="forbid", env_prefix="RETRAIN_", env_nested_delimiter="__"
+        frozen=True, extra="forbid", env_prefix="RETRAIN_", env_nested_delimiter="__", env_parse_none_str="null"
     )
 
-    home: str = Field(str(DEFAULT_HOME), description="Project-local folder for every embedded default.")
+    home: str = Field(
+        str(DEFAULT_HOME),
+        description="Project-local folder for Airflow home, MLflow store, artifacts, landing and watermarks.",
+        json_schema_extra={"doc_default": ".retrain"},
+    )
     artifact_root: str | None = Field(None, description="Curated data and reports; default {home}/artifacts.")
     state_dir: str | None = Field(None, description="Ingest watermarks; default {home}/state.")
-    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    ingest: IngestConfig = Field(default_factory=IngestConfig, description="Reading landing files.")
     # `validate` would shadow BaseModel.validate: stored as validate_, spelled `validate` in YAML and env
     validate_: ValidateConfig = Field(
-        default_factory=ValidateConfig, validation_alias=AliasChoices("validate", "retrain_validate")
+        default_factory=ValidateConfig,
+        validation_alias=AliasChoices("validate", "retrain_validate"),
+        description="The Great Expectations suite's thresholds.",
     )
-    drift: DriftConfig = Field(default_factory=DriftConfig)
-    finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
-    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
-    register: RegisterConfig = Field(default_factory=RegisterConfig)
-    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
-    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
-    simulator: SimulatorConfig = Field(default_factory=SimulatorConfig)
+    drift: DriftConfig = Field(default_factory=DriftConfig, description="Drift check.")
+    finetune: FinetuneConfig = Field(default_factory=FinetuneConfig, description="Fine-tuning.")
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig, description="Promotion gate.")
+    register: RegisterConfig = Field(default_factory=RegisterConfig, description="Model registry.")
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="MLflow stores.")
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig, description="When the DAGs run.")
+    simulator: SimulatorConfig = Field(default_factory=SimulatorConfig, description="The demo's data simulator.")
 
     @model_validator(mode="after")
     def _consistent(self) -> PipelineConfig:
@@ -246,6 +288,15 @@ class PipelineConfig(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # environment beats the YAML passed as init kwargs
         return (env_settings, init_settings)
+
+    def gate_warnings(self) -> list[str]:
+        """One line per gate threshold set to null: each one means no model is ever promoted by it."""
+        out = []
+        for key in GATE_KEYS:
+            if getattr(self.evaluate, key) is None:
+                who = "a first model" if key == "first_model_min_macro_f1" else "a challenger over a champion"
+                out.append(f"evaluate.{key} is null: {who} is never promoted (the gate fails closed)")
+        return out
 
     # ---- resolved locations: the one place that fills in defaults under `home` ----
     @property

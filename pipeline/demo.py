@@ -26,6 +26,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+from pipeline import servers
 from pipeline.config import REPO_ROOT
 
 DEMO_HOME = REPO_ROOT / ".retrain" / "demo"
@@ -140,9 +141,7 @@ class Airflow:
             ("dag-processor", ["dag-processor"]),
         ):
             out = open(logs / f"{name}.log", "ab")
-            self.procs.append(
-                subprocess.Popen([_airflow_bin(), *args], env=self.env, stdout=out, stderr=out, start_new_session=True)
-            )
+            self.procs.append(servers.start_group([_airflow_bin(), *args], env=self.env, stdout=out, stderr=out))
         deadline = time.time() + 180
         while time.time() < deadline:
             try:
@@ -157,17 +156,11 @@ class Airflow:
     def _check_alive(self) -> None:
         for p in self.procs:
             if p.poll() is not None:
-                raise RuntimeError(f"Airflow process {p.args[1]} exited with {p.returncode}; see {self.home / 'logs'}")
+                raise RuntimeError(f"Airflow process {p.args!r} exited with {p.returncode}; see {self.home / 'logs'}")
 
     def stop(self) -> None:
         for p in self.procs:
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGTERM)
-        for p in self.procs:
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
+            servers.stop_group(p)
 
     def _headers(self) -> dict[str, str]:
         import httpx
@@ -219,7 +212,9 @@ class Airflow:
         return self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}").get("state")
 
 
-def timeline(start: date, days: int, first_model_day: int, monitor_every: int, season_starts: tuple[str, ...]) -> list[Event]:
+def timeline(
+    start: date, days: int, first_model_day: int, monitor_every: int, season_starts: tuple[str, ...]
+) -> list[Event]:
     """The year as the driver replays it: first model, monitor windows, season starts."""
     end = start + timedelta(days=days)
     first = start + timedelta(days=first_model_day)
@@ -233,7 +228,9 @@ def timeline(start: date, days: int, first_model_day: int, monitor_every: int, s
             m, dd = (int(p) for p in md.split("-"))
             s = date(year, m, dd)
             if first < s <= end:
-                events.append(Event(s, "retrain", {"window_end": s.isoformat(), "trigger": "schedule"}, f"season start {md}"))
+                events.append(
+                    Event(s, "retrain", {"window_end": s.isoformat(), "trigger": "schedule"}, f"season start {md}")
+                )
     return sorted(events, key=lambda e: (e.day, e.dag_id == "retrain"))
 
 
@@ -253,7 +250,9 @@ def collect(cfg: Any, row: Row, af: Airflow) -> None:
         tis = af.api("GET", f"/dags/{row.dag_id}/dagRuns/{row.run_id}/taskInstances")["task_instances"]
         failed = [t["task_id"] for t in tis if t["state"] == "failed"]
         row.info["failed_task"] = failed[0] if failed else "?"
-        marker = paths.step_dir(cfg.artifact_root_uri, paths.pipeline_run_id(row.dag_id, row.run_id), "validate") / "_FAILED"
+        marker = (
+            paths.step_dir(cfg.artifact_root_uri, paths.pipeline_run_id(row.dag_id, row.run_id), "validate") / "_FAILED"
+        )
         if marker.is_file():
             row.info["error"] = json.loads(marker.read_text()).get("error")
 
@@ -267,14 +266,27 @@ def render(rows: list[Row], title: str) -> str:
     from rich.table import Table
 
     t = Table(title=title, show_lines=False)
-    for col in ("dag", "trigger", "window end", "rows", "drift (text/label)", "retrained",
-                "champion acc / F1", "challenger acc / F1", "p-value", "promoted", "version"):
+    for col in (
+        "dag",
+        "trigger",
+        "window end",
+        "rows",
+        "drift (text/label)",
+        "retrained",
+        "champion acc / F1",
+        "challenger acc / F1",
+        "p-value",
+        "promoted",
+        "version",
+    ):
         t.add_column(col)
     for r in rows:
         ing, dr, ev, reg = (r.info.get(k) for k in ("ingest", "drift", "evaluate", "register"))
         drift = "–"
         if dr:
-            drift = ("YES " if dr["drift_detected"] else "no ") + f"({_f(dr['text_drift_score'])}/{_f(dr['label_drift_score'])})"
+            drift = (
+                "YES " if dr["drift_detected"] else "no "
+            ) + f"({_f(dr['text_drift_score'])}/{_f(dr['label_drift_score'])})"
             if not dr["has_reference"]:
                 drift = "no reference"
         t.add_row(
@@ -283,7 +295,9 @@ def render(rows: list[Row], title: str) -> str:
             r.window_end,
             str(ing["rows_kept"]) if ing else ("failed" if r.state == "failed" else "no new data"),
             drift,
-            "yes" if r.info.get("finetune") else (f"FAILED at {r.info.get('failed_task')}" if r.state == "failed" else "no"),
+            "yes"
+            if r.info.get("finetune")
+            else (f"FAILED at {r.info.get('failed_task')}" if r.state == "failed" else "no"),
             f"{_f(ev['champion_accuracy'])} / {_f(ev['champion_macro_f1'])}" if ev else "–",
             f"{_f(ev['challenger_accuracy'])} / {_f(ev['challenger_macro_f1'])}" if ev else "–",
             (f"{ev['p_value']:.2g}" if ev and ev["p_value"] is not None else "–"),
@@ -316,15 +330,26 @@ def main(size: str | None = None, keep_running: bool = False) -> int:
 
     cfg = load_config()
     files = simulator.write_landing(cfg.simulator, cfg.landing_dir_path)
-    print(f"[demo] size={size}: {len(files)} landing files for {spec['days']} simulated days in {cfg.landing_dir_path}", flush=True)
-    events = timeline(cfg.simulator.start_date, spec["days"], spec["first_model_day"], spec["monitor_every"],
-                      cfg.schedule.season_starts)
+    print(
+        f"[demo] size={size}: {len(files)} landing files for {spec['days']} simulated days in {cfg.landing_dir_path}",
+        flush=True,
+    )
+    events = timeline(
+        cfg.simulator.start_date,
+        spec["days"],
+        spec["first_model_day"],
+        spec["monitor_every"],
+        cfg.schedule.season_starts,
+    )
     af = Airflow(home, env, port)
     rows: list[Row] = []
     # SIGTERM (e.g. a CI timeout) unwinds like Ctrl-C, so the Airflow processes are stopped too
     signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        print(f"[demo] starting Airflow (api-server :{port}, scheduler, dag-processor); logs in {home / 'logs'}", flush=True)
+        print(
+            f"[demo] starting Airflow (api-server :{port}, scheduler, dag-processor); logs in {home / 'logs'}",
+            flush=True,
+        )
         af.start()
         af.wait_for_dags(["monitor", "retrain"])
         seen_asset_runs: set[str] = set()
@@ -333,12 +358,21 @@ def main(size: str | None = None, keep_running: bool = False) -> int:
             print(f"[demo] {ev.day} {ev.label}: trigger {ev.dag_id}", flush=True)
             af.trigger(ev.dag_id, run_id, ev.day, ev.conf)
             state = af.wait_run(ev.dag_id, run_id)
-            row = Row(ev.dag_id, run_id, "first model" if "force_retrain" in ev.conf else ev.conf.get("trigger", "window"),
-                      ev.day.isoformat(), state)
+            row = Row(
+                ev.dag_id,
+                run_id,
+                "first model" if "force_retrain" in ev.conf else ev.conf.get("trigger", "window"),
+                ev.day.isoformat(),
+                state,
+            )
             collect(cfg, row, af)
             rows.append(row)
             print(f"[demo]   -> {state} ({time.time() - t0:.0f}s)", flush=True)
-            if ev.dag_id == "monitor" and state == "success" and af.task_state("monitor", run_id, "emit_drift") == "success":
+            if (
+                ev.dag_id == "monitor"
+                and state == "success"
+                and af.task_state("monitor", run_id, "emit_drift") == "success"
+            ):
                 print("[demo]   drift event emitted; waiting for the scheduler to start retrain", flush=True)
                 new = _wait_asset_run(af, seen_asset_runs)
                 seen_asset_runs.add(new)
@@ -352,10 +386,10 @@ def main(size: str | None = None, keep_running: bool = False) -> int:
             af.stop()
     text = render(rows, f"{spec['days']} simulated days ({size}): {len(rows)} DAG runs in {time.time() - t0:.0f}s")
     for r in rows:
-        ev = r.info.get("evaluate")
+        decision = r.info.get("evaluate")
         line = ""
-        if ev and not ev["promote"]:
-            line = f"  {r.run_id}: not promoted: " + "; ".join(ev["reasons"])
+        if decision and not decision["promote"]:
+            line = f"  {r.run_id}: not promoted: " + "; ".join(decision["reasons"])
         elif r.state == "failed":
             line = f"  {r.run_id}: failed at {r.info.get('failed_task')}: {r.info.get('error') or 'see the task log'}"
         if line:
@@ -367,8 +401,12 @@ def main(size: str | None = None, keep_running: bool = False) -> int:
     print(f"\n{asset_runs} retrain run(s) started by the scheduler from drift events; {promoted} promotion(s).")
     print(f"Summary saved to {home / 'summary.txt'}\n")
     print("Look at what happened:")
-    print(f"  Airflow UI:  make airflow-ui   then open http://127.0.0.1:{8080}  (DAGs monitor and retrain, their runs and task logs)")
-    print("  MLflow UI:   make mlflow-ui    then open http://127.0.0.1:5000  (experiment support-intent-retraining, model support-intent-classifier)")
+    print(
+        f"  Airflow UI:  make airflow-ui   then open http://127.0.0.1:{8080}  (DAGs monitor and retrain, their runs and task logs)"
+    )
+    print(
+        "  MLflow UI:   make mlflow-ui    then open http://127.0.0.1:5000  (experiment support-intent-retraining, model support-intent-classifier)"
+    )
     failed = [r for r in rows if r.state != "success"]
     return 1 if failed and all(r.state != "success" for r in rows) else 0
 
@@ -393,11 +431,21 @@ def serve(what: str) -> int:
     if what == "airflow":
         port = int(os.environ.get("DEMO_AIRFLOW_PORT", "8080"))
         env = airflow_env(home, port)
-        return subprocess.call([_airflow_bin(), "api-server", "--port", str(port), "--workers", "1"], env=env)
+        return servers.serve([_airflow_bin(), "api-server", "--port", str(port), "--workers", "1"], env=env)
     if what == "mlflow":
         mlflow_bin = str(Path(sys.executable).with_name("mlflow"))
-        return subprocess.call(
-            [mlflow_bin, "ui", "--backend-store-uri", f"sqlite:///{home / 'mlflow.db'}", "--host", "127.0.0.1", "--port", "5000"]
+        port = int(os.environ.get("DEMO_MLFLOW_PORT", "5000"))
+        return servers.serve(
+            [
+                mlflow_bin,
+                "ui",
+                "--backend-store-uri",
+                f"sqlite:///{home / 'mlflow.db'}",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ]
         )
     print(f"unknown UI {what!r}: airflow or mlflow", file=sys.stderr)
     return 2

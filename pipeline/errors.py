@@ -18,8 +18,20 @@ class IngestError(PipelineError):
     """Landing data cannot be read: missing folder, no files, unreadable file, column mapping mismatch."""
 
 
-class NoNewDataError(IngestError):
+class NothingToDoError(PipelineError):
+    """Not a failure: the window holds nothing to work on. The CLI exits with ``EXIT_NOTHING_TO_DO``
+    and one line; Airflow skips the rest of the run."""
+
+
+EXIT_NOTHING_TO_DO = 3
+
+
+class NoNewDataError(NothingToDoError, IngestError):
     """The window holds no landing file that this consumer has not ingested yet."""
+
+
+class EmptyWindowError(NothingToDoError, IngestError):
+    """Every row of the window's new files went to quarantine: nothing is left to validate or train on."""
 
 
 class DataValidationError(PipelineError):
@@ -36,6 +48,10 @@ class TrainingError(PipelineError):
 
 class GateRejected(PipelineError):
     """Raised only where a caller asks for the gate to be enforced; the evaluate step itself returns a decision."""
+
+
+class TrackingError(PipelineError):
+    """The MLflow tracking or registry store cannot be reached (after bounded retries)."""
 
 
 class RegistryError(PipelineError):

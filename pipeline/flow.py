@@ -112,6 +112,23 @@ def ingest(cfg: PipelineConfig, plan: Plan) -> IngestResult:
     )
 
 
+def commit(cfg: PipelineConfig, ing: IngestResult | None) -> int:
+    """The run succeeded: mark its files as consumed by its consumer (the last task of every run)."""
+    if ing is None:
+        return 0
+    from pipeline.steps import ingest as step
+
+    return step.commit(cfg, ing)
+
+
+def announce(cfg: PipelineConfig) -> list[str]:
+    """Log, once at a run's start, every gate threshold that is explicitly null; return the lines."""
+    warnings = cfg.gate_warnings()
+    for line in warnings:
+        log.warning(line)
+    return warnings
+
+
 def window_uris(ing: IngestResult) -> list[str]:
     return [ing.train_uri, ing.val_uri, ing.test_uri]
 
@@ -213,6 +230,8 @@ def register(
 def run_cycle(cfg: PipelineConfig, plan: Plan) -> dict[str, Any]:
     """The whole loop in one process (the CLI's ``retrain run``), same steps as the DAG."""
     out: dict[str, Any] = {"plan": plan.to_dict()}
+    if warnings := announce(cfg):
+        out["warnings"] = warnings
     ing = ingest(cfg, plan)
     out["ingest"] = ing.to_dict()
     out["validate"] = validate(cfg, plan, ing).to_dict()
@@ -223,11 +242,11 @@ def run_cycle(cfg: PipelineConfig, plan: Plan) -> dict[str, Any]:
     train, why = should_train(plan, dr, champ)
     out["decision"] = {"train": train, "reason": why}
     log.info("train=%s (%s)", train, why)
-    if not train:
-        return out
-    ft = finetune(cfg, plan, ing, champ)
-    out["finetune"] = ft.to_dict()
-    ev = evaluate(cfg, plan, ing, ft, champ)
-    out["evaluate"] = ev.to_dict()
-    out["register"] = register(cfg, plan, dr, ft, ev).to_dict()
+    if train:
+        ft = finetune(cfg, plan, ing, champ)
+        out["finetune"] = ft.to_dict()
+        ev = evaluate(cfg, plan, ing, ft, champ)
+        out["evaluate"] = ev.to_dict()
+        out["register"] = register(cfg, plan, dr, ft, ev).to_dict()
+    out["watermark_committed"] = commit(cfg, ing)
     return out

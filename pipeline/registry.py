@@ -115,8 +115,12 @@ def find_version_by_run(cfg: PipelineConfig, pipeline_run_id: str) -> ModelVersi
     if len(found) > 1:
         log.warning(
             "%s has %d versions tagged %s=%s (%s); using version %s",
-            name, len(found), tracking.TAG_RUN, pipeline_run_id,
-            ", ".join(str(v.version) for v in found), found[0].version,
+            name,
+            len(found),
+            tracking.TAG_RUN,
+            pipeline_run_id,
+            ", ".join(str(v.version) for v in found),
+            found[0].version,
         )
     return found[0]
 
@@ -136,8 +140,7 @@ def wait_until_ready(c: MlflowClient, model_name: str, version: str, timeout_s: 
             )
         if time.monotonic() > deadline:
             raise RegistryError(
-                f"{model_name} version {version}: still {mv.status} after {timeout_s:.0f}s "
-                "(register.ready_timeout_s)"
+                f"{model_name} version {version}: still {mv.status} after {timeout_s:.0f}s (register.ready_timeout_s)"
             )
         time.sleep(delay)
         delay = min(delay * 2, 10.0)

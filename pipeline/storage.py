@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import uuid
@@ -21,6 +22,7 @@ from typing import Any, TypeVar
 from pipeline.results import StepResult
 
 MARKER = "_SUCCESS"
+log = logging.getLogger(__name__)
 R = TypeVar("R", bound=StepResult)
 
 
@@ -36,10 +38,16 @@ def load_done(out_dir: str | Path, result_cls: type[R]) -> R | None:
 def staged_dir(out_dir: str | Path) -> Iterator[Path]:
     """Yield a fresh staging folder; on success it replaces ``out_dir`` in one rename.
 
-    On an exception the staging folder is removed and ``out_dir`` is left as it was.
+    On an exception the staging folder is removed and ``out_dir`` is left as it was; staging
+    folders left by a killed attempt are removed first.
     """
     final = Path(out_dir)
     final.parent.mkdir(parents=True, exist_ok=True)
+    # staging folders of earlier attempts that were killed (SIGKILL, OOM) and so never cleaned up:
+    # attempts of one step of one run never overlap (Airflow runs one try at a time)
+    for stale in final.parent.glob(f".{final.name}.tmp-*"):
+        log.warning("removing %s, left by an attempt that was killed", stale)
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:

@@ -16,7 +16,9 @@ from airflow.sdk import task
 def plan(**context: Any) -> dict:
     """The run's window and trigger, from params, drift events, the data interval or logical date."""
     from pipeline import flow
+    from pipeline.config import load_config
 
+    flow.announce(load_config())  # an explicitly null gate threshold is said at the run's start
     run = context["dag_run"]
     events = [dict(e.extra or {}) for evs in (context.get("triggering_asset_events") or {}).values() for e in evs]
     return flow.make_plan(
@@ -38,11 +40,11 @@ def ingest(plan: dict) -> dict:
 
     from pipeline import flow
     from pipeline.config import load_config
-    from pipeline.errors import NoNewDataError
+    from pipeline.errors import NothingToDoError
 
     try:
         return flow.ingest(load_config(), flow.Plan.from_dict(plan)).to_dict()
-    except NoNewDataError as exc:
+    except NothingToDoError as exc:  # no new file, or every row quarantined: nothing to do
         raise AirflowSkipException(str(exc)) from exc
 
 
@@ -74,10 +76,20 @@ def drift_check(plan: dict, ingested: dict, champ: dict) -> dict:
     return flow.drift(load_config(), p, ing, ch).to_dict()
 
 
+@task(trigger_rule="none_failed", retries=2)  # idempotent
+def commit(ingested: dict | None) -> int:
+    """Last task: the run succeeded (nothing upstream failed), so its files count as consumed."""
+    from pipeline import flow
+    from pipeline.config import load_config
+    from pipeline.results import IngestResult
+
+    return flow.commit(load_config(), None if ingested is None else IngestResult.from_dict(ingested))
+
+
 def check_window(p: Any) -> tuple[Any, Any, Any]:
     """Wire plan → ingest → validate → champion → drift_check; return (ingest, champion, drift)."""
-    ing = ingest(p)
-    val = validate(p, ing)
-    ch = champion()
+    ing: Any = ingest(p)
+    val: Any = validate(p, ing)
+    ch: Any = champion()
     val >> ch  # no registry call for data that failed validation
     return ing, ch, drift_check(p, ing, ch)

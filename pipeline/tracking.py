@@ -12,12 +12,14 @@ import logging
 import os
 import subprocess
 from collections.abc import Iterator
+from urllib.parse import urlsplit, urlunsplit
 
 import mlflow
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from pipeline.config import REPO_ROOT, PipelineConfig
+from pipeline.errors import TrackingError
 
 log = logging.getLogger(__name__)
 
@@ -41,20 +43,53 @@ def git_sha() -> str:
         return "unknown"
 
 
+def redact(uri: str) -> str:
+    """``uri`` without a password (``postgresql://user:***@host/db``)."""
+    parsed = urlsplit(uri)
+    if parsed.password is None:
+        return uri
+    netloc = parsed.netloc.replace(f":{parsed.password}@", ":***@", 1)
+    return urlunsplit(parsed._replace(netloc=netloc))
+
+
+def _bound_http(cfg: PipelineConfig) -> None:
+    """MLflow reads its HTTP retry settings from the environment at each request: bound them, so an
+    unreachable server fails in about a minute instead of retrying for minutes."""
+    t = cfg.tracking
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(t.http_max_retries)
+    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(t.http_timeout_s)
+    os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = str(t.http_backoff_factor)
+
+
 def configure(cfg: PipelineConfig) -> str:
-    """Point mlflow at the configured stores and return the experiment id (created if missing)."""
+    """Point mlflow at the configured stores and return the experiment id (created if missing).
+
+    Raises :class:`TrackingError`, one line naming the URI, when the store cannot be reached after
+    ``tracking.http_max_retries`` retries (or a database URL cannot be connected to).
+    """
+    _bound_http(cfg)
     mlflow.set_tracking_uri(cfg.tracking_uri)
     mlflow.set_registry_uri(cfg.registry_uri)
-    client = MlflowClient()
-    exp = client.get_experiment_by_name(cfg.tracking.experiment_name)
-    if exp is not None:
-        return exp.experiment_id
     try:
-        return client.create_experiment(cfg.tracking.experiment_name, artifact_location=cfg.mlflow_artifact_location)
-    except mlflow.exceptions.MlflowException:  # created concurrently by another task
+        client = MlflowClient()
         exp = client.get_experiment_by_name(cfg.tracking.experiment_name)
-        assert exp is not None
-        return exp.experiment_id
+        if exp is not None:
+            return exp.experiment_id
+        try:
+            return client.create_experiment(
+                cfg.tracking.experiment_name, artifact_location=cfg.mlflow_artifact_location
+            )
+        except mlflow.exceptions.MlflowException:  # created concurrently by another task
+            exp = client.get_experiment_by_name(cfg.tracking.experiment_name)
+            if exp is None:
+                raise
+            return exp.experiment_id
+    except Exception as exc:
+        reason = " ".join(str(exc).split())
+        raise TrackingError(
+            f"MLflow tracking store {redact(cfg.tracking_uri)} cannot be reached "
+            f"(tracking.http_max_retries={cfg.tracking.http_max_retries}): {type(exc).__name__}: {reason[:300]}"
+        ) from exc
 
 
 def client(cfg: PipelineConfig) -> MlflowClient:
@@ -83,12 +118,40 @@ def parent_run_id(cfg: PipelineConfig, pipeline_run_id: str) -> str:
     return run.info.run_id
 
 
+def fail_stale_runs(cfg: PipelineConfig, experiment_id: str, pipeline_run_id: str, step: str) -> int:
+    """Mark FAILED the runs of this step still RUNNING: attempts that were killed before they could end
+    their run. Attempts of one step never overlap, so a RUNNING one is dead. Returns how many."""
+    c = MlflowClient()
+    stale = _find_runs(
+        c,
+        experiment_id,
+        f"tags.{TAG_RUN} = '{pipeline_run_id}' and tags.{TAG_STEP} = '{step}' and attributes.status = 'RUNNING'",
+    )
+    for run in stale:
+        c.set_tag(run.info.run_id, "ended_by", "a later attempt: this attempt was killed before it finished")
+        c.set_terminated(run.info.run_id, "FAILED")
+        log.warning(
+            "mlflow run %s (%s of %s) was left RUNNING by a killed attempt: marked FAILED",
+            run.info.run_id,
+            step,
+            pipeline_run_id,
+        )
+    return len(stale)
+
+
 @contextlib.contextmanager
 def step_run(cfg: PipelineConfig, pipeline_run_id: str, step: str) -> Iterator[mlflow.ActiveRun]:
     """Start the child run of ``step``; it ends FAILED if the body raises, FINISHED otherwise."""
     exp_id = configure(cfg)
     parent = parent_run_id(cfg, pipeline_run_id)
-    tags = {TAG_RUN: pipeline_run_id, TAG_STEP: step, TAG_KIND: "step", TAG_SHA: git_sha(), "mlflow.parentRunId": parent}
+    fail_stale_runs(cfg, exp_id, pipeline_run_id, step)
+    tags = {
+        TAG_RUN: pipeline_run_id,
+        TAG_STEP: step,
+        TAG_KIND: "step",
+        TAG_SHA: git_sha(),
+        "mlflow.parentRunId": parent,
+    }
     # steps run in separate task processes, but dag.test() runs them all in one: never inherit a run
     while mlflow.active_run() is not None:
         mlflow.end_run()

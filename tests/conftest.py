@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import os
+import socket
 import tempfile
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -19,6 +21,36 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+
+
+# Services a test may need, as host:port on loopback (overridable for another machine).
+SERVICES = {
+    "postgresql": os.environ.get("RETRAIN_TEST_PG", "postgresql://postgres@127.0.0.1:5432"),
+    "redis": os.environ.get("RETRAIN_TEST_REDIS", "redis://127.0.0.1:6379"),
+}
+
+
+def _reachable(url: str, timeout: float = 2.0) -> bool:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 0), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """``@pytest.mark.service("postgresql")``: skip with a one-line reason when the service is not
+    reachable; with CI=true the service is required, so the test fails instead of skipping."""
+    for marker in item.iter_markers("service"):
+        name = marker.args[0]
+        url = SERVICES[name]
+        if _reachable(url):
+            continue
+        reason = f"{name} is not reachable at {urlsplit(url).netloc} (start it, or set its RETRAIN_TEST_* URL)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true requires {reason}", pytrace=False)
+        pytest.skip(reason)
 
 
 @pytest.fixture(autouse=True)

@@ -10,8 +10,19 @@ from typer.testing import CliRunner
 from pipeline.cli import app
 
 runner = CliRunner()
-COMMANDS = ["config", "simulate", "ingest", "validate", "drift", "finetune", "evaluate", "register", "run",
-            "champion", "demo"]
+COMMANDS = [
+    "config",
+    "simulate",
+    "ingest",
+    "validate",
+    "drift",
+    "finetune",
+    "evaluate",
+    "register",
+    "run",
+    "champion",
+    "demo",
+]
 
 
 @pytest.mark.parametrize("cmd", [[], *([c] for c in COMMANDS)])
@@ -75,8 +86,12 @@ def test_steps_chain_by_run_id_and_register_a_model(cfg) -> None:
     env = _env(cfg)
     from pipeline.data import simulator
 
-    simulator.write_landing(cfg.simulator.model_copy(update={"messages_per_day": 10}), cfg.landing_dir_path,
-                            start=date(2025, 1, 1), end=date(2025, 1, 21))
+    simulator.write_landing(
+        cfg.simulator.model_copy(update={"messages_per_day": 10}),
+        cfg.landing_dir_path,
+        start=date(2025, 1, 1),
+        end=date(2025, 1, 21),
+    )
     outputs = {}
     for step in ("ingest", "validate", "drift", "finetune", "evaluate", "register"):
         extra = ["--force-retrain"] if step == "ingest" else []

@@ -22,9 +22,19 @@ def test_run_id_is_filesystem_safe_and_dag_scoped() -> None:
     ("kw", "trigger", "window_end"),
     [
         ({"params": {"window_end": "2025-02-10"}, "logical_date": "2025-03-01T00:00:00+00:00"}, "manual", "2025-02-10"),
-        ({"run_type": "asset_triggered", "drift_events": [{"window_end": "2025-04-01"}, {"window_end": "2025-05-01"}]},
-         "drift", "2025-05-01"),
-        ({"run_type": "DagRunType.SCHEDULED", "data_interval_end": "2025-06-01T00:00:00+00:00"}, "schedule", "2025-06-01"),
+        (
+            {
+                "run_type": "asset_triggered",
+                "drift_events": [{"window_end": "2025-04-01"}, {"window_end": "2025-05-01"}],
+            },
+            "drift",
+            "2025-05-01",
+        ),
+        (
+            {"run_type": "DagRunType.SCHEDULED", "data_interval_end": "2025-06-01T00:00:00+00:00"},
+            "schedule",
+            "2025-06-01",
+        ),
         ({"logical_date": "2025-07-04T00:00:00+00:00"}, "manual", "2025-07-04"),
         ({"params": {"trigger": "schedule"}, "logical_date": "2025-09-01T00:00:00+00:00"}, "schedule", "2025-09-01"),
     ],

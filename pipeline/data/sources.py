@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from pipeline.config import ColumnMap
 from pipeline.errors import IngestError
@@ -25,17 +25,57 @@ _COMPACT = re.compile(r"(?<!\d)(\d{4})(\d{2})(\d{2})(?!\d)")
 _WS = re.compile(r"\s+")
 
 
-def list_landing_files(landing_dir: str | Path, formats: Iterable[str]) -> list[Path]:
-    """Landing files directly in ``landing_dir`` whose suffix is one of ``formats``, ordered by
-    :func:`file_date` then name. Hidden and temporary files (``.x``, ``_x``) are skipped, so a file
-    still being written under a temporary name is never read."""
-    suffixes = {f".{f.lower().lstrip('.')}" for f in formats}
-    found = [
-        p
-        for p in Path(landing_dir).iterdir()
-        if p.is_file() and p.suffix.lower() in suffixes and not p.name.startswith((".", "_"))
-    ]
-    return sorted(found, key=lambda p: (file_date(p) or date.min, p.name))
+# pandas infers these compressions from the suffix for CSV and JSON lines; Parquet carries its own
+COMPRESSION_SUFFIXES = (".gz", ".bz2", ".xz", ".zst", ".zip")
+
+
+def file_format(path: str | Path) -> str | None:
+    """``csv``, ``jsonl`` or ``parquet`` for ``x.csv``, ``x.csv.gz``, ``x.jsonl.zst``, ``x.parquet``...; else None."""
+    name = Path(path).name.lower()
+    for suffix in COMPRESSION_SUFFIXES:
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+            if name.endswith(".parquet"):
+                return None  # Parquet compresses inside the file; a compressed Parquet file is not read
+            break
+    for kind in ("csv", "jsonl", "parquet"):
+        if name.endswith(f".{kind}"):
+            return kind
+    return None
+
+
+class LandingListing(NamedTuple):
+    """Files to read (ordered by :func:`file_date`, then name) and every other entry with its reason."""
+
+    files: list[Path]
+    skipped: list[tuple[str, str]]
+
+
+def list_landing_files(landing_dir: str | Path, formats: Iterable[str]) -> LandingListing:
+    """Landing files directly in ``landing_dir`` whose format (:func:`file_format`) is one of
+    ``formats``, and every entry that is not read, with the reason. Hidden and temporary files
+    (``.x``, ``_x``) are skipped, so a file still being written under a temporary name is never read."""
+    wanted = {f.lower().lstrip(".") for f in formats}
+    found: list[Path] = []
+    skipped: list[tuple[str, str]] = []
+    for p in sorted(Path(landing_dir).iterdir()):
+        if p.name.startswith((".", "_")):
+            skipped.append((p.name, "hidden or temporary name (starts with '.' or '_')"))
+        elif not p.is_file():
+            skipped.append((p.name, "not a regular file"))
+        elif (kind := file_format(p)) is None:
+            skipped.append(
+                (
+                    p.name,
+                    "unsupported file type (expected .csv, .jsonl or .parquet, CSV/JSONL optionally "
+                    f"compressed as {', '.join(COMPRESSION_SUFFIXES)})",
+                )
+            )
+        elif kind not in wanted:
+            skipped.append((p.name, f"format {kind} not in ingest.formats {sorted(wanted)}"))
+        else:
+            found.append(p)
+    return LandingListing(sorted(found, key=lambda p: (file_date(p) or date.min, p.name)), skipped)
 
 
 def file_date(path: str | Path) -> date | None:
@@ -61,9 +101,11 @@ def _one_line(text: object, limit: int = 300) -> str:
 
 def _read_jsonl(path: Path) -> pd.DataFrame:
     import pandas as pd
+    from pandas.io.common import get_handle
 
     records = []
-    with path.open(encoding="utf-8") as fh:
+    with get_handle(str(path), "r", encoding="utf-8", compression="infer") as handles:
+        fh = handles.handle
         for n, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
@@ -80,7 +122,7 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
 def _read_raw(path: Path) -> pd.DataFrame:
     import pandas as pd
 
-    kind = path.suffix.lower().lstrip(".")
+    kind = file_format(path)
     try:
         if kind == "csv":
             # every cell as text; only truly empty cells are missing ("NA" or "null" may be a message)
@@ -93,13 +135,15 @@ def _read_raw(path: Path) -> pd.DataFrame:
         raise
     except pd.errors.EmptyDataError as exc:
         raise IngestError(f"landing file {path}: cannot be read as {kind} (the file is empty)") from exc
+    except PermissionError as exc:
+        raise IngestError(f"landing file {path}: cannot be read (permission denied)") from exc
     except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
         raise IngestError(f"landing file {path}: cannot be read as {kind} ({_one_line(exc)})") from exc
     except Exception as exc:  # pyarrow raises its own types (ArrowInvalid, ...) for corrupt files
         raise IngestError(
             f"landing file {path}: cannot be read as {kind} ({type(exc).__name__}: {_one_line(exc)})"
         ) from exc
-    raise IngestError(f"landing file {path}: unsupported file type {path.suffix!r}; expected .csv, .jsonl or .parquet")
+    raise IngestError(f"landing file {path}: unsupported file type; expected .csv, .jsonl or .parquet")
 
 
 def read_landing_file(path: str | Path, columns: ColumnMap) -> pd.DataFrame:

@@ -1,8 +1,7 @@
-"""Text cleaning helpers: normalization, duplicate keys, example ids and PII scrubbing.
+"""Text cleaning helpers: normalization, duplicate keys, example ids, and the one cleaning function
+(:func:`clean_text`) that ingest applies to training text and the served model to its input.
 
-``PII_PATTERNS`` is the one definition of what counts as personal data in a message: ingest scrubs
-with it, and the validate step checks with the same regexes (``PII_REGEXES``, plain strings for
-Great Expectations' regex expectations) that nothing is left. Stdlib only.
+PII detection lives in :mod:`pipeline.data.pii`. Light module.
 """
 
 from __future__ import annotations
@@ -11,24 +10,7 @@ import hashlib
 import re
 import unicodedata
 
-# Order matters: emails first (they may hold digits), then cards (16 digits would also satisfy the
-# phone pattern piecewise), then order numbers ("123-4567890" is phone-shaped), then phones.
-PII_REGEXES: dict[str, str] = {
-    "email": r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}",
-    # 13-16 digits as four-digit groups (space or dash between groups, or none), or Amex-style 4-6-5
-    "card": r"(?<![\w-])(?:\d{4}[ -]?\d{6}[ -]?\d{5}|(?:\d{4}[ -]?){3}\d{1,4})(?![\w-])",
-    # "#A1234567", "# 12345678", "A1234567", "AB-12345678", "123-4567890" (and "123-4567890-1234567")
-    "order_number": (
-        r"(?:#\s?[A-Za-z]{0,3}-?\d{5,12}(?!\w)"
-        r"|(?<![\w-])[A-Za-z]{1,3}-?\d{7,12}(?![\w-])"
-        r"|(?<![\w-])\d{3}-\d{7}(?:-\d{7})?(?![\w-]))"
-    ),
-    # "(415) 555-0134", "415-555-0134", "415.555.0134", "4155550134", "+1 415 555 0134",
-    # "+44 20 7946 0958"; the look-arounds keep "$45.99", "2 items", "size 10" and dates out
-    "phone": r"(?<![\w+.$-])(?:\+\d{1,3}[ .-]?)?(?:\(\d{2,4}\)|\d{2,4})[ .-]?\d{3,4}[ .-]?\d{4}(?!\w|[.-]\d)",
-}
-PII_PATTERNS: dict[str, re.Pattern[str]] = {kind: re.compile(rx) for kind, rx in PII_REGEXES.items()}
-PII_TOKENS: dict[str, str] = {"email": "[EMAIL]", "card": "[CARD]", "order_number": "[ORDER]", "phone": "[PHONE]"}
+from pipeline.data.pii import scrub_pii
 
 _WS = re.compile(r"\s+")
 # Cc: control characters, Cf: invisible format characters (zero-width space, BOM, bidi marks),
@@ -56,16 +38,26 @@ def example_id(text: str, label: str) -> str:
     return hashlib.sha1(f"{dedup_key(text)}\n{label}".encode()).hexdigest()
 
 
-def scrub_pii(s: str) -> tuple[str, dict[str, int]]:
-    """``s`` with every PII match replaced by its token (``[EMAIL]``, ``[CARD]``, ``[ORDER]``, ``[PHONE]``),
-    and the number of replacements per kind (every kind present, zeros included)."""
+# Longest PII match the scrubber must see whole at the cut (an email is at most 254 characters).
+PII_MARGIN = 256
+# Raw characters looked at per message: normalization collapses whitespace, so a few times the kept
+# length is read; anything beyond can never reach the kept text, and cutting first keeps every step
+# after it linear in the kept length, not in the input's length.
+_RAW_FACTOR = 4
+
+
+def clean_text(value: str, *, max_chars: int, scrub: bool = True) -> tuple[str, dict[str, int], bool]:
+    """``(text, pii_counts, truncated)``: ``value`` normalized, scrubbed of PII and cut to ``max_chars``.
+
+    The raw input is cut to a bounded length first, so a megabyte of text costs what a few
+    kilobytes cost; the scrubber then sees ``PII_MARGIN`` characters past the cut, so an email
+    straddling the cut is replaced whole before the cut, never left half-matched.
+    """
+    budget = max_chars + PII_MARGIN
+    text = normalize_text(value[: budget * _RAW_FACTOR])
+    truncated = len(text) > max_chars or len(value) > budget * _RAW_FACTOR
+    text = text[:budget]
     counts: dict[str, int] = {}
-    for kind, pattern in PII_PATTERNS.items():
-        s, n = pattern.subn(PII_TOKENS[kind], s)
-        counts[kind] = n
-    return s, counts
-
-
-def find_pii(s: str) -> list[tuple[str, str]]:
-    """Every ``(kind, matched text)`` left in ``s``; empty when ``s`` is clean."""
-    return [(kind, m.group(0)) for kind, pattern in PII_PATTERNS.items() for m in pattern.finditer(s)]
+    if scrub:
+        text, counts = scrub_pii(text)
+    return text[:max_chars].rstrip(), counts, truncated

@@ -1,7 +1,10 @@
 """Per-consumer ingest ledger: which landing files a consumer has already turned into curated data.
 
 ``{state_dir}/watermark-{consumer}.json`` maps each ingested file's absolute path to the sha256 of the
-content that was ingested and the pipeline run that did it. A consumer (``monitor``, ``retrain``, ...)
+content that was ingested and the pipeline run that did it. A file is committed only when the run
+that read it succeeded (the last task of the run commits), or at once when every one of its rows
+went to quarantine (nothing of it can ever train), so a failed run consumes nothing: a new run id
+reads the same files again. A consumer (``monitor``, ``retrain``, ...)
 sees every file exactly once; consumers are independent of each other. A file whose content changed
 since it was ingested counts as new. A file claimed by the same run id counts as pending again, so a
 retry of that run re-reads what it had claimed instead of finding nothing.
@@ -31,10 +34,15 @@ class FileHash(NamedTuple):
 
 
 def file_sha256(path: str | Path) -> str:
+    """The content hash of a landing file; :class:`IngestError` naming the file when it cannot be read."""
     h = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
+    try:
+        with Path(path).open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    except OSError as exc:
+        why = "permission denied" if isinstance(exc, PermissionError) else (exc.strerror or type(exc).__name__)
+        raise IngestError(f"landing file {path}: cannot be read ({why})") from exc
     return h.hexdigest()
 
 

@@ -33,6 +33,7 @@ import mlflow.pyfunc
 import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.models.model import ModelInfo
+from mlflow.pyfunc import PythonModel
 from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
 log = logging.getLogger(__name__)
@@ -69,25 +70,46 @@ def pinned_requirements() -> list[str]:
     return [f"{name}=={importlib.metadata.version(name).split('+')[0]}" for name in REQUIREMENTS]
 
 
-def write_model_meta(model_dir: str | Path, *, labels: Sequence[str], max_length: int) -> None:
-    """Record the label order and token budget next to the HF files (read by :class:`IntentClassifier`)."""
-    meta = {"labels": list(labels), "max_length": int(max_length)}
+DEFAULT_MAX_TEXT_CHARS = 1000
+
+
+def write_model_meta(
+    model_dir: str | Path,
+    *,
+    labels: Sequence[str],
+    max_length: int,
+    max_text_chars: int = DEFAULT_MAX_TEXT_CHARS,
+    scrub_pii: bool = True,
+) -> None:
+    """Record the label order, token budget and input cleaning next to the HF files (read by
+    :class:`IntentClassifier`): the served model cleans raw text exactly as ingest cleaned its
+    training text (normalization, PII placeholders, the same cut)."""
+    meta = {
+        "labels": list(labels),
+        "max_length": int(max_length),
+        "cleaning": {"max_text_chars": int(max_text_chars), "scrub_pii": bool(scrub_pii)},
+    }
     (Path(model_dir) / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
 
 
 def read_model_meta(model_dir: str | Path) -> dict[str, Any]:
-    """``{"labels": [...], "max_length": int}`` of an intent model folder.
+    """``{"labels": [...], "max_length": int, "cleaning": {...}}`` of an intent model folder.
 
     Falls back to the HF config's ``id2label`` (and 128 tokens) for a folder without the json.
     """
     path = Path(model_dir) / META_FILE
+    cleaning = {"max_text_chars": DEFAULT_MAX_TEXT_CHARS, "scrub_pii": True}
     if path.is_file():
         meta = json.loads(path.read_text())
-        return {"labels": list(meta["labels"]), "max_length": int(meta["max_length"])}
+        return {
+            "labels": list(meta["labels"]),
+            "max_length": int(meta["max_length"]),
+            "cleaning": {**cleaning, **(meta.get("cleaning") or {})},
+        }
     config = json.loads((Path(model_dir) / "config.json").read_text())
     id2label = config.get("id2label") or {}
     labels = [id2label[k] for k in sorted(id2label, key=int)]
-    return {"labels": labels, "max_length": 128}
+    return {"labels": labels, "max_length": 128, "cleaning": cleaning}
 
 
 def _texts(model_input: Any) -> list[str]:
@@ -105,10 +127,12 @@ def _texts(model_input: Any) -> list[str]:
         return [model_input]
     if isinstance(model_input, (pd.Series, np.ndarray, list, tuple)):
         return ["" if v is None else str(v) for v in list(model_input)]
-    raise ValueError(f"expected a DataFrame with a 'text' column or a list of strings, got {type(model_input).__name__}")
+    raise ValueError(
+        f"expected a DataFrame with a 'text' column or a list of strings, got {type(model_input).__name__}"
+    )
 
 
-class IntentClassifier(mlflow.pyfunc.PythonModel):
+class IntentClassifier(PythonModel):
     """Tokenizer + sequence classifier behind MLflow's pyfunc interface."""
 
     def load_context(self, context: Any) -> None:
@@ -119,6 +143,7 @@ class IntentClassifier(mlflow.pyfunc.PythonModel):
         meta = read_model_meta(model_dir)
         self.labels: list[str] = meta["labels"]
         self.max_length: int = meta["max_length"]
+        self.cleaning: dict[str, Any] = meta["cleaning"]
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         self.model = AutoModelForSequenceClassification.from_pretrained(model_dir).to(self.device).eval()
@@ -129,9 +154,7 @@ class IntentClassifier(mlflow.pyfunc.PythonModel):
     # MLflow 3 reads the type hint of `model_input`: `Any` or none makes it warn, `list[str]` would
     # switch on its type-hint conversion; `pd.DataFrame` is taken as "no inference", and the explicit
     # signature given at logging time stays the contract.
-    def predict(
-        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
-    ) -> pd.DataFrame:
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         """One row per input text: the top ``label`` and its softmax probability ``confidence``.
 
         Through ``mlflow.pyfunc.load_model`` pass a DataFrame with a ``text`` column (MLflow's schema
@@ -140,7 +163,11 @@ class IntentClassifier(mlflow.pyfunc.PythonModel):
         import numpy as np
         import torch
 
-        texts = _texts(model_input)
+        from pipeline.data.text import clean_text
+
+        # the same cleaning as ingest: serving sees what training saw (and never keeps raw PII)
+        max_chars, scrub = int(self.cleaning["max_text_chars"]), bool(self.cleaning["scrub_pii"])
+        texts = [clean_text(t, max_chars=max_chars, scrub=scrub)[0] for t in _texts(model_input)]
         batch_size = int((params or {}).get("batch_size") or DEFAULT_BATCH_SIZE)
         # sort by length so each batch pads to similar lengths; results go back in input order
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
@@ -160,9 +187,7 @@ class IntentClassifier(mlflow.pyfunc.PythonModel):
                 top, arg = probs.max(dim=-1)
                 pred[idx] = arg.cpu().numpy()
                 conf[idx] = top.cpu().numpy()
-        return pd.DataFrame(
-            {"label": pd.Series([self.labels[i] for i in pred], dtype=object), "confidence": conf}
-        )
+        return pd.DataFrame({"label": pd.Series([self.labels[i] for i in pred], dtype=object), "confidence": conf})
 
 
 def log_intent_model(

@@ -53,9 +53,7 @@ def classification_summary(
         "per_segment": {},
     }
     if len(t):
-        prec, rec, f1, support = precision_recall_fscore_support(
-            t, p, labels=all_labels, average=None, zero_division=0
-        )
+        prec, rec, f1, support = precision_recall_fscore_support(t, p, labels=all_labels, average=None, zero_division=0)
         summary["per_class"] = {
             label: {"precision": float(pr), "recall": float(rc), "f1": float(f), "support": int(s)}
             for label, pr, rc, f, s in zip(all_labels, prec, rec, f1, support, strict=True)

@@ -66,13 +66,25 @@ def decide(
     champion: dict[str, Any] | None,
     mcnemar: McNemarResult | None,
     bootstrap: BootstrapResult | None,
+    lost_labels: list[str] | None = None,
 ) -> tuple[bool, list[Check]]:
     """Apply the promotion gate to two summaries (from :func:`classification_summary`).
 
     Returns ``(promote, checks)``: ``promote`` is true only when at least one check ran and every
     check passed. An unset threshold is a failed check named ``gate not configured: <key>``.
+    ``lost_labels``: labels the champion predicts and the challenger cannot; any fails the gate.
     """
     checks: list[Check] = []
+    if lost_labels:
+        checks.append(
+            Check(
+                "label_coverage",
+                False,
+                f"label coverage: the challenger cannot predict {sorted(lost_labels)}, which the champion can",
+                value=float(len(lost_labels)),
+                threshold=0.0,
+            )
+        )
     if champion is None:
         floor = ev.first_model_min_macro_f1
         value = challenger["macro_f1"]
@@ -176,10 +188,15 @@ def _read_test(test_uri: str) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
-def _predict(model_uri: str, texts: pd.DataFrame, role: str) -> tuple[np.ndarray, np.ndarray]:
-    """Labels (str) and confidences (float, NaN when the model gives none) for every row."""
+def _predict(model_uri: str, texts: pd.DataFrame, role: str) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
+    """Labels (str) and confidences (float, NaN when the model gives none) for every row, and the
+    labels the model can predict (None when it does not say)."""
     log.info("evaluate: loading %s %s", role, model_uri)
     model = mlflow.pyfunc.load_model(model_uri)
+    try:
+        known = list(model.unwrap_python_model().labels)
+    except (AttributeError, TypeError, ValueError):  # not an intent model (tests pass plain pyfuncs)
+        known = None
     out = model.predict(texts)
     if not isinstance(out, pd.DataFrame) or "label" not in out.columns or len(out) != len(texts):
         shape = f"{type(out).__name__} of length {len(out)}" if hasattr(out, "__len__") else type(out).__name__
@@ -189,7 +206,7 @@ def _predict(model_uri: str, texts: pd.DataFrame, role: str) -> tuple[np.ndarray
         )
     labels = out["label"].astype(str).to_numpy()
     conf = out["confidence"].astype(float).to_numpy() if "confidence" in out.columns else np.full(len(out), np.nan)
-    return labels, conf
+    return labels, conf, known
 
 
 def _ordered_labels(known: tuple[str, ...], *arrays: np.ndarray) -> list[str]:
@@ -253,11 +270,18 @@ def run(
     with storage.staged_dir(out_dir) as stage, tracking.step_run(cfg, pipeline_run_id, "evaluate") as mlrun:
         uris = {"challenger": challenger_uri, "champion": champion_uri}
         raw = {role: _predict(uri, test[["text"]], role) for role, uri in uris.items() if uri is not None}
-        labels = _ordered_labels(cfg.validate_cfg.labels, y_true, *(pred for pred, _ in raw.values()))
+        labels = _ordered_labels(cfg.validate_cfg.labels, y_true, *(pred for pred, _, _ in raw.values()))
         scored = {
             role: _Scored(role, uris[role] or "", pred, conf, classification_summary(y_true, pred, labels, segments))
-            for role, (pred, conf) in raw.items()
+            for role, (pred, conf, _) in raw.items()
         }
+        known = {role: k for role, (_, _, k) in raw.items()}
+        champion_known, challenger_known = known.get("champion"), known.get("challenger")
+        lost = (
+            sorted(set(champion_known) - set(challenger_known))
+            if champion_known is not None and challenger_known is not None
+            else []
+        )
         challenger, champion = scored["challenger"], scored.get("champion")
 
         mcn: McNemarResult | None = None
@@ -265,8 +289,13 @@ def run(
         if champion is not None:
             mcn = mcnemar_exact(champion.pred == y_true, challenger.pred == y_true)
             boot = paired_bootstrap_diff(
-                y_true, champion.pred, challenger.pred,
-                metric="macro_f1", n_resamples=ev.bootstrap_samples, seed=ev.seed, confidence=CONFIDENCE,
+                y_true,
+                champion.pred,
+                challenger.pred,
+                metric="macro_f1",
+                n_resamples=ev.bootstrap_samples,
+                seed=ev.seed,
+                confidence=CONFIDENCE,
             )
         promote, checks = decide(
             ev,
@@ -274,6 +303,7 @@ def run(
             champion=None if champion is None else champion.summary,
             mcnemar=mcn,
             bootstrap=boot,
+            lost_labels=lost,
         )
         reasons = tuple(c.detail for c in checks if not c.passed)
         result = EvaluateResult(
@@ -307,8 +337,13 @@ def run(
             "thresholds": {**ev.model_dump(), "confidence": CONFIDENCE},
             "stats": {
                 "mcnemar": None if mcn is None else {**asdict(mcn), "exact": True, "two_sided": True},
-                "bootstrap": None if boot is None else {
-                    **asdict(boot), "metric": "macro_f1", "n_resamples": ev.bootstrap_samples, "seed": ev.seed,
+                "bootstrap": None
+                if boot is None
+                else {
+                    **asdict(boot),
+                    "metric": "macro_f1",
+                    "n_resamples": ev.bootstrap_samples,
+                    "seed": ev.seed,
                     "confidence": CONFIDENCE,
                 },
             },
@@ -327,12 +362,17 @@ def run(
         storage.write_done(stage, result)
 
     versus = "" if champion is None else f" vs champion v{champion_version} {result.champion_macro_f1:.4f}"
-    stats = "" if boot is None else (
-        f", diff {boot.diff:+.4f} CI [{boot.ci_low:+.4f}, {boot.ci_high:+.4f}], p={result.p_value:.4g}"
+    stats = (
+        ""
+        if boot is None
+        else (f", diff {boot.diff:+.4f} CI [{boot.ci_low:+.4f}, {boot.ci_high:+.4f}], p={result.p_value:.4g}")
     )
     log.info(
         "evaluate: %s | challenger macro-F1 %.4f%s%s | %s",
-        "PROMOTE" if promote else "REJECT", result.challenger_macro_f1, versus, stats,
+        "PROMOTE" if promote else "REJECT",
+        result.challenger_macro_f1,
+        versus,
+        stats,
         "; ".join(reasons) if reasons else "all checks passed",
     )
     log.info("evaluate: decision written to %s", decision_path)
@@ -365,8 +405,16 @@ def _log_to_mlflow(
     test_uri: str,
 ) -> None:
     metrics: dict[str, float] = {"promote": float(result.promote), "test_rows": float(result.test_rows)}
-    for key in ("challenger_accuracy", "challenger_macro_f1", "champion_accuracy", "champion_macro_f1",
-                "p_value", "macro_f1_diff", "ci_low", "ci_high"):
+    for key in (
+        "challenger_accuracy",
+        "challenger_macro_f1",
+        "champion_accuracy",
+        "champion_macro_f1",
+        "p_value",
+        "macro_f1_diff",
+        "ci_low",
+        "ci_high",
+    ):
         value = _finite(getattr(result, key))
         if value is not None:
             metrics[key] = value

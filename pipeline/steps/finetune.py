@@ -81,42 +81,82 @@ def _read_frame(uri: str, role: str) -> pd.DataFrame:
     return df
 
 
-def stratified_sample(df: pd.DataFrame, n: int, *, seed: int) -> pd.DataFrame:
+def stratified_sample(df: pd.DataFrame, n: int, *, seed: int, min_per_class: int = 0) -> pd.DataFrame:
     """``n`` rows of ``df`` keeping each label's share (largest-remainder rounding), in original order.
 
-    Deterministic for a given ``seed``; returns all rows when ``n >= len(df)``.
+    Every class keeps at least ``min_per_class`` rows (all of it when it has fewer), so a cap never
+    silently drops a rare class; the rest of ``n`` is shared out by the classes' remaining rows. The
+    result has more than ``n`` rows only when the floors alone exceed ``n``. Deterministic for a given
+    ``seed``; returns all rows when ``n >= len(df)``.
     """
     if n >= len(df):
         return df.reset_index(drop=True)
-    if n <= 0:
+    if n <= 0 and min_per_class <= 0:
         return df.iloc[0:0].reset_index(drop=True)
     counts = df["label"].value_counts().sort_index()
-    exact = counts * n / len(df)
+    floors = counts.clip(upper=max(min_per_class, 0))
+    rest = counts - floors
+    budget = max(n - int(floors.sum()), 0)
+    exact = rest * budget / rest.sum() if rest.sum() else rest.astype(float)
     alloc = np.floor(exact).astype(int)
-    short = n - int(alloc.sum())
+    short = budget - int(alloc.sum())
     # ties broken by label name: the sort is stable over a sorted index
     for label in (exact - alloc).sort_values(ascending=False, kind="stable").index[:short]:
         alloc[label] += 1
+    alloc = alloc + floors
     parts = [df[df["label"] == label].sample(n=int(k), random_state=seed) for label, k in alloc.items() if k > 0]
     return pd.concat(parts).sort_index().reset_index(drop=True)
 
 
-def _replay_rows(replay_uri: str | None, n: int, exclude_ids: set[str], seed: int) -> pd.DataFrame | None:
-    """Up to ``n`` rows of the champion's training data, stratified, without ids already in the new data."""
-    if not replay_uri or n <= 0:
+def _replay_rows(
+    replay_uri: str | None, n: int, exclude_ids: set[str], seed: int, cover: dict[str, int]
+) -> pd.DataFrame | None:
+    """Up to ``n`` rows of the champion's training data, stratified, without ids already in the new data,
+    plus, for each label in ``cover``, rows of that label up to the count given: the labels the new
+    rows lack, so that the challenger keeps every label the champion knows (even with ``n`` = 0)."""
+    if not replay_uri or (n <= 0 and not cover):
         return None
     pool = _read_frame(replay_uri, "replay")
     if "example_id" in pool.columns and exclude_ids:
         before = len(pool)
         pool = pool[~pool["example_id"].astype(str).isin(exclude_ids)]
-        log.info("replay pool %s: %d rows, %d dropped as already in the new data", replay_uri, before, before - len(pool))
-    return stratified_sample(pool, n, seed=seed)
+        log.info(
+            "replay pool %s: %d rows, %d dropped as already in the new data", replay_uri, before, before - len(pool)
+        )
+    pool = pool.reset_index(drop=True)
+    base = stratified_sample(pool.assign(_row=pool.index), max(n, 0), seed=seed)
+    chosen = set(base["_row"])
+    extra = []
+    for label, need in sorted(cover.items()):
+        have = int((base["label"] == label).sum())
+        candidates = pool[(pool["label"] == label) & ~pool.index.isin(chosen)]
+        k = min(max(need - have, 0), len(candidates))
+        if k:
+            extra.append(candidates.sample(n=k, random_state=seed))
+            log.info("replay: %d extra row(s) of label %r, which the new rows lack", k, label)
+    out = pd.concat([base.drop(columns="_row"), *extra], ignore_index=True) if extra else base.drop(columns="_row")
+    return out.reset_index(drop=True)
+
+
+def required_labels(
+    champion_labels: Iterable[str], configured: Iterable[str], window_labels: Iterable[str]
+) -> set[str]:
+    """Labels the challenger must know and have training rows for: every label of the champion, and
+    every configured label present in the window."""
+    return set(champion_labels) | (set(configured) & set(window_labels))
 
 
 def label_order(previous: Sequence[str], seen: Iterable[str]) -> list[str]:
     """The champion's labels in their order, then labels not seen before, sorted."""
     known = list(previous)
     return known + sorted(set(seen) - set(known))
+
+
+def _labels_of(uri: str | None) -> list[str]:
+    """The distinct labels of a curated file (the champion's training data), sorted; [] without one."""
+    if not uri:
+        return []
+    return sorted(_read_frame(uri, "replay")["label"].unique())
 
 
 # ---------------------------------------------------------------- model surgery
@@ -199,9 +239,7 @@ def freeze(model: Any, *, embeddings: bool, layers: int) -> int:
     return frozen
 
 
-def _load_start(
-    start_dir: str, labels: list[str], *, warm: bool, name: str
-) -> tuple[Any, Any, int]:
+def _load_start(start_dir: str, labels: list[str], *, warm: bool, name: str) -> tuple[Any, Any, int]:
     """(tokenizer, model, new head rows) for the starting point at ``start_dir``."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -288,8 +326,8 @@ def _train(model: Any, train: _Encoded, val: _Encoded, ft: FinetuneConfig, *, pa
 
     generator = torch.Generator().manual_seed(ft.seed)
     indices = list(range(len(train.ids)))
-    loader = torch.utils.data.DataLoader(
-        indices,
+    loader: torch.utils.data.DataLoader[Any] = torch.utils.data.DataLoader(
+        indices,  # type: ignore[arg-type]  # a list is a map-style dataset
         batch_size=ft.batch_size,
         shuffle=True,
         generator=generator,
@@ -311,9 +349,7 @@ def _train(model: Any, train: _Encoded, val: _Encoded, ft: FinetuneConfig, *, pa
     warmup_steps = int(round(ft.warmup_ratio * total_steps))
     # plain "constant" ignores warm-up in transformers; honour warmup_ratio for it too
     scheduler_name = "constant_with_warmup" if ft.lr_scheduler == "constant" and warmup_steps else ft.lr_scheduler
-    scheduler = get_scheduler(
-        scheduler_name, optimizer, num_warmup_steps=warmup_steps, num_training_steps=total_steps
-    )
+    scheduler = get_scheduler(scheduler_name, optimizer, num_warmup_steps=warmup_steps, num_training_steps=total_steps)
     model.to(device)
     out = _Outcome()
     bad_epochs = 0
@@ -415,14 +451,32 @@ def run(
     for df in (new, val):
         if "example_id" in df.columns:
             exclude |= set(df["example_id"].astype(str))
+    min_per_class = cfg.validate_cfg.min_rows_per_class
     if ft.max_train_rows is not None and len(new) > ft.max_train_rows:
-        new = stratified_sample(new, ft.max_train_rows, seed=ft.seed)
-        log.info("finetune.max_train_rows: %d of %d new rows kept (stratified)", len(new), new_available)
-    replay = _replay_rows(replay_uri, int(round(ft.replay_fraction * len(new))), exclude, ft.seed)
+        new = stratified_sample(new, ft.max_train_rows, seed=ft.seed, min_per_class=min_per_class)
+        log.info(
+            "finetune.max_train_rows: %d of %d new rows kept (stratified, at least %d per class)",
+            len(new),
+            new_available,
+            min_per_class,
+        )
+    pool_labels = _labels_of(replay_uri)
+    new_counts = new["label"].value_counts()
+    cover = {lab: min_per_class or 1 for lab in pool_labels if int(new_counts.get(lab, 0)) < (min_per_class or 1)}
+    replay = _replay_rows(replay_uri, int(round(ft.replay_fraction * len(new))), exclude, ft.seed, cover)
     replay_rows = 0 if replay is None else len(replay)
-    train = new if not replay_rows else pd.concat([new, replay.reindex(columns=new.columns)], ignore_index=True)
+    train = (
+        new
+        if replay is None or not replay_rows
+        else pd.concat([new, replay.reindex(columns=new.columns)], ignore_index=True)
+    )
     if replay_rows:
         log.info("replay: %d rows from %s", replay_rows, replay_uri)
+    if train["label"].nunique() < 2:
+        raise TrainingError(
+            f"finetune: the training rows of {train_uri} hold {train['label'].nunique()} label(s) "
+            f"{sorted(train['label'].unique())}; a classifier needs at least 2"
+        )
 
     warm_from = init_model_uri if ft.warm_start and init_model_uri else None
     base_dir = None if warm_from else resolve_base_model(ft.base_model)
@@ -447,6 +501,16 @@ def run(
                 assert base_dir is not None
                 start_dir, old_labels = base_dir, []
             labels = label_order(old_labels, set(train["label"]) | set(val["label"]))
+            need = required_labels(
+                [*old_labels, *pool_labels], cfg.validate_cfg.labels, set(new["label"]) | set(val["label"])
+            )
+            missing = sorted(need - set(train["label"]))
+            if missing:
+                raise TrainingError(
+                    f"finetune: the challenger would lose label(s) {missing}: the champion knows them or the window "
+                    f"holds them, but no training row has them (replay pool: {replay_uri or 'none'}); "
+                    "a model that silently forgets a label is never trained"
+                )
             _seed_everything(ft.seed)
             tokenizer, model, new_head_rows = _load_start(
                 start_dir, labels, warm=bool(warm_from), name=warm_from or ft.base_model
@@ -500,7 +564,13 @@ def run(
             model_stage = stage / MODEL_SUBDIR
             model.to("cpu").save_pretrained(model_stage)
             tokenizer.save_pretrained(model_stage)
-            write_model_meta(model_stage, labels=labels, max_length=ft.max_length)
+            write_model_meta(
+                model_stage,
+                labels=labels,
+                max_length=ft.max_length,
+                max_text_chars=cfg.ingest.max_text_chars,
+                scrub_pii=cfg.ingest.scrub_pii,
+            )
             train.to_parquet(stage / TRAIN_DATA_FILE, index=False)
             info = log_intent_model(
                 model_stage,
@@ -549,4 +619,3 @@ def run(
         outcome.best_epoch, len(train), replay_rows, outcome.train_seconds, info.model_uri, final,
     )  # fmt: skip
     return result
-

@@ -6,30 +6,37 @@ Writes under ``out_dir`` (published in one rename, ``_SUCCESS`` marker last):
   source_file``
 - ``quarantine.parquet`` (only when a row was set aside): the rows with ``reason`` (readable, e.g.
   ``duplicate of <example_id>``), ``reason_code``, ``source_file`` and ``source_row``
-- ``manifest.json``: files with sha256 and rows read, counts per reason, PII replacements per kind,
-  label counts and split sizes
+- ``manifest.json``: files with sha256, rows read and kept, counts per reason, PII replacements per
+  kind, label counts, labels outside ``validate.labels`` with their counts, split sizes, and every
+  landing entry that was not read with the reason (``skipped``)
 
-A retry is safe: a finished ``out_dir`` is returned as recorded without reading any landing file,
-and the consumer's watermark is committed only after the output is published (a retry whose
-watermark commit was lost commits it from the manifest).
+The consumer's watermark is not touched here, except for files whose every row went to quarantine:
+the run's last step calls :func:`commit` once the run has succeeded, so a run that fails later
+(validation, an unreachable tracking server) leaves its files pending for the next run. A window
+whose rows were all quarantined raises :class:`EmptyWindowError` ("nothing to do", not a failure).
+
+A retry is safe: a finished ``out_dir`` is returned as recorded without reading any landing file.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections import Counter
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline import storage
 from pipeline.config import PipelineConfig
+from pipeline.data.pii import PII_TOKENS, scrub_pii
 from pipeline.data.sources import file_date, list_landing_files, read_landing_file
 from pipeline.data.split import split_stratified
-from pipeline.data.text import PII_TOKENS, dedup_key, example_id, normalize_text, scrub_pii
+from pipeline.data.text import clean_text, dedup_key, example_id, normalize_text
 from pipeline.data.watermark import FileHash, Watermark
-from pipeline.errors import IngestError, NoNewDataError
+from pipeline.errors import EmptyWindowError, IngestError, NoNewDataError
 from pipeline.paths import local_path
 from pipeline.results import IngestResult
 
@@ -40,11 +47,20 @@ log = logging.getLogger(__name__)
 
 OUTPUT_COLUMNS = ("example_id", "text", "label", "timestamp", "segment", "source_file")
 QUARANTINE_COLUMNS = (
-    "example_id", "text", "label", "timestamp", "timestamp_raw", "segment", "source_file", "source_row",
-    "reason", "reason_code",
+    "example_id",
+    "text",
+    "label",
+    "timestamp",
+    "timestamp_raw",
+    "segment",
+    "source_file",
+    "source_row",
+    "reason",
+    "reason_code",
 )
 _BASIC_DATE = re.compile(r"^\s*\d{8}\s*$")
 REASON_CODES = ("empty_text", "text_too_short", "missing_label", "bad_timestamp", "duplicate")
+_MAX_FIELD_CHARS = 200  # labels, segments and raw timestamps are short; longer values are cut before cleaning
 
 
 def _bound(value: str | None, name: str) -> date | None:
@@ -65,13 +81,17 @@ def _window_text(start: str | None, end: str | None) -> str:
     return f"[{start or 'open'} .. {end or 'open'}]"
 
 
-def _clean_str(value: Any) -> str | None:
-    """A stripped string, or None for missing values (None, NaN, NaT, empty after stripping)."""
+def _missing(value: Any) -> bool:
     import pandas as pd
 
-    if value is None or (not isinstance(value, str) and pd.isna(value)):
+    return value is None or (not isinstance(value, str) and bool(pd.isna(value)))
+
+
+def _clean_str(value: Any) -> str | None:
+    """A normalized short string (cut to ``_MAX_FIELD_CHARS`` first), or None for missing values."""
+    if _missing(value):
         return None
-    s = normalize_text(str(value))
+    s = normalize_text(str(value)[: _MAX_FIELD_CHARS * 4])[:_MAX_FIELD_CHARS]
     return s or None
 
 
@@ -110,17 +130,38 @@ def _read_files(files: list[FileHash], cfg: PipelineConfig) -> tuple[pd.DataFram
         frames.append(df)
         fd = file_date(fh.path)
         described.append(
-            {"name": fh.path.name, "path": str(fh.path), "sha256": fh.sha256, "rows_read": len(df),
-             "file_date": fd.isoformat() if fd else None}
+            {
+                "name": fh.path.name,
+                "path": str(fh.path),
+                "sha256": fh.sha256,
+                "rows_read": len(df),
+                "file_date": fd.isoformat() if fd else None,
+            }
         )
     return pd.concat(frames, ignore_index=True), described
 
 
-def _clean(raw: pd.DataFrame, cfg: PipelineConfig) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int], int]:
-    """``(kept, quarantined, pii_counts, rows_truncated)``; PII is gone from both frames."""
+@dataclass
+class _Cleaned:
+    kept: pd.DataFrame
+    quarantined: pd.DataFrame
+    pii: dict[str, int]
+    truncated: int
+    unknown_labels: dict[str, int]
+
+
+def _clean(raw: pd.DataFrame, cfg: PipelineConfig) -> _Cleaned:
+    """Kept and quarantined rows; PII is gone from every string column of both frames.
+
+    Labels are checked against ``validate.labels`` before anything about them is written: a known
+    label is kept as is, an unknown one is scrubbed like text (a user's label column may hold
+    anything, an email included). Valid timestamps are not kept as raw text (an epoch number is not a
+    phone number); the raw value survives only, scrubbed, on rows whose timestamp failed to parse.
+    """
     import pandas as pd
 
     ic = cfg.ingest
+    known = set(cfg.validate_cfg.labels)
     pii: Counter[str] = Counter({kind: 0 for kind in PII_TOKENS})
 
     def scrub(value: str | None) -> str | None:
@@ -130,16 +171,29 @@ def _clean(raw: pd.DataFrame, cfg: PipelineConfig) -> tuple[pd.DataFrame, pd.Dat
         pii.update(counts)
         return clean
 
-    texts = [scrub(_clean_str(v)) for v in raw["text"]]
-    truncated = sum(1 for t in texts if t is not None and len(t) > ic.max_text_chars)
-    # scrub first, cut after: cutting first could leave half an email the patterns no longer match
-    texts = [t[: ic.max_text_chars].rstrip() if t is not None else None for t in texts]
+    texts: list[str | None] = []
+    truncated = 0
+    for value in raw["text"]:
+        if _missing(value):
+            texts.append(None)
+            continue
+        text, counts, cut = clean_text(str(value), max_chars=ic.max_text_chars, scrub=ic.scrub_pii)
+        pii.update(counts)
+        truncated += int(cut)
+        texts.append(text or None)
+    labels = [_clean_str(v) for v in raw["label"]]
+    labels = [lab if lab is None or lab in known else scrub(lab) for lab in labels]
+    unknown = Counter(lab for lab in labels if lab is not None and lab not in known)
+    timestamps = _to_utc(raw["timestamp"])
     df = pd.DataFrame(
         {
             "text": texts,
-            "label": [_clean_str(v) for v in raw["label"]],
-            "timestamp": _to_utc(raw["timestamp"]),
-            "timestamp_raw": [scrub(_clean_str(v)) for v in raw["timestamp"]],
+            "label": labels,
+            "timestamp": timestamps,
+            "timestamp_raw": [
+                scrub(_clean_str(v)) if bad else None
+                for v, bad in zip(raw["timestamp"], timestamps.isna(), strict=True)
+            ],
             "segment": [scrub(_clean_str(v)) for v in raw["segment"]],
             "source_file": raw["source_file"].to_numpy(),
             "source_row": raw["source_row"].to_numpy(),
@@ -158,8 +212,11 @@ def _clean(raw: pd.DataFrame, cfg: PipelineConfig) -> tuple[pd.DataFrame, pd.Dat
         df.loc[mask, "reason"] = reason if isinstance(reason, str) else reason[mask]
 
     flag(df["text"].isna(), "empty_text", "empty_text")
-    flag(df["text"].fillna("").str.len() < ic.min_text_chars, "text_too_short",
-         f"text_too_short (fewer than {ic.min_text_chars} characters)")
+    flag(
+        df["text"].fillna("").str.len() < ic.min_text_chars,
+        "text_too_short",
+        f"text_too_short (fewer than {ic.min_text_chars} characters)",
+    )
     flag(df["label"].isna(), "missing_label", "missing_label")
     flag(df["timestamp"].isna(), "bad_timestamp", "bad_timestamp (not ISO 8601 or epoch seconds)")
 
@@ -176,7 +233,7 @@ def _clean(raw: pd.DataFrame, cfg: PipelineConfig) -> tuple[pd.DataFrame, pd.Dat
     kept = df[df["reason_code"].isna()].copy()
     quarantined = df[df["reason_code"].notna()].copy()
     kept = kept.sort_values(["timestamp", "_file_order", "source_row"], kind="mergesort")
-    return kept, quarantined, dict(pii), truncated
+    return _Cleaned(kept, quarantined, dict(pii), truncated, dict(sorted(unknown.items())))
 
 
 def _write_parquet(frame: pd.DataFrame, path: Path, columns: tuple[str, ...]) -> None:
@@ -187,22 +244,38 @@ def _write_parquet(frame: pd.DataFrame, path: Path, columns: tuple[str, ...]) ->
     out.to_parquet(path, index=False)
 
 
-def _commit_from_manifest(cfg: PipelineConfig, done: IngestResult) -> None:
-    """Retry path: make sure the watermark holds what a published run ingested."""
-    import json
+def commit(cfg: PipelineConfig, result: IngestResult) -> int:
+    """Mark the files of a published ingest as consumed by its consumer; return how many were new.
 
-    try:
-        manifest = json.loads(local_path(done.manifest_uri).read_text())
-    except (OSError, ValueError):
-        log.warning("manifest %s unreadable; watermark left as it is", done.manifest_uri)
-        return
-    wm = Watermark.load(cfg.state_dir_path, done.consumer)
-    # only files with no entry at all: a newer run may since have ingested changed content of a file
-    missing = [(f["path"], f["sha256"]) for f in manifest.get("files", [])
-               if str(Path(f["path"]).expanduser().resolve()) not in wm.entries]
-    if missing:
-        wm.commit(missing, done.pipeline_run_id)
-        log.info("watermark %s: committed %d file(s) a previous attempt published", wm.path, len(missing))
+    Called once the run that read them has succeeded (the last task of a DAG run, the end of
+    ``retrain run``). Idempotent: a file already committed with the same content is left alone.
+    """
+    manifest = json.loads(local_path(result.manifest_uri).read_text())
+    wm = Watermark.load(cfg.state_dir_path, result.consumer)
+    todo = [
+        (f["path"], f["sha256"])
+        for f in manifest.get("files", [])
+        if wm.entries.get(str(Path(f["path"]).expanduser().resolve()), {}).get("sha256") != f["sha256"]
+    ]
+    if todo:
+        wm.commit(todo, result.pipeline_run_id)
+    log.info(
+        "watermark %s: %d file(s) of %s committed for consumer '%s'",
+        wm.path,
+        len(todo),
+        result.pipeline_run_id,
+        result.consumer,
+    )
+    return len(todo)
+
+
+def _empty_window(result: IngestResult) -> EmptyWindowError:
+    reasons = ", ".join(f"{k} {v}" for k, v in result.quarantine_reasons.items())
+    return EmptyWindowError(
+        f"window {_window_text(result.window_start, result.window_end)}: all {result.rows_read} rows of "
+        f"{len(result.files)} new file(s) went to quarantine ({reasons}); nothing to validate or train on; "
+        f"see {result.quarantine_uri}"
+    )
 
 
 def run(
@@ -225,7 +298,8 @@ def run(
     done = storage.load_done(out_dir, IngestResult)
     if done is not None:
         log.info("ingest already done in %s: returning the recorded result", out_dir)
-        _commit_from_manifest(cfg, done)
+        if done.rows_kept == 0:
+            raise _empty_window(done)
         return done
 
     try:
@@ -235,12 +309,21 @@ def run(
     if not landing.is_dir():
         raise IngestError(f"landing folder {landing} does not exist")
     formats = cfg.ingest.formats
-    all_files = list_landing_files(landing, formats)
+    listing = list_landing_files(landing, formats)
+    all_files = listing.files
+    for name, why in listing.skipped:
+        log.warning("landing file %s not read: %s", landing / name, why)
     if not all_files:
-        raise IngestError(f"landing folder {landing} holds no {'/'.join(formats)} files")
+        skipped = (
+            f"; {len(listing.skipped)} other entr(ies) not read, e.g. {listing.skipped[0][0]}: {listing.skipped[0][1]}"
+            if listing.skipped
+            else ""
+        )
+        raise IngestError(f"landing folder {landing} holds no {'/'.join(formats)} files{skipped}")
     lo, hi = _bound(window_start, "window_start"), _bound(window_end, "window_end")
     in_window = [
-        f for f in all_files
+        f
+        for f in all_files
         if (fd := file_date(f)) is not None and (lo is None or fd >= lo) and (hi is None or fd <= hi)
     ]
     wm = Watermark.load(cfg.state_dir_path, consumer)
@@ -251,17 +334,28 @@ def run(
             f"landing folder {landing}: no new file in window {window} for consumer '{consumer}' "
             f"({len(in_window)} file(s) in the window, all ingested already; {len(all_files)} in the folder)"
         )
-    log.info("ingest for consumer '%s', window %s: %d new file(s) of %d in the window, from %s",
-             consumer, window, len(pending), len(in_window), landing)
+    log.info(
+        "ingest for consumer '%s', window %s: %d new file(s) of %d in the window, from %s",
+        consumer,
+        window,
+        len(pending),
+        len(in_window),
+        landing,
+    )
 
     raw, files_meta = _read_files(pending, cfg)
-    kept, quarantined, pii_counts, truncated = _clean(raw, cfg)
+    cleaned = _clean(raw, cfg)
+    kept, quarantined, pii_counts, truncated = cleaned.kept, cleaned.quarantined, cleaned.pii, cleaned.truncated
+    if cleaned.unknown_labels:
+        log.warning("labels not in validate.labels (validation will name them): %s", cleaned.unknown_labels)
+    kept_files = set(kept["source_file"])
+    exhausted = [fh for fh in pending if fh.path.name not in kept_files]
+    for meta in files_meta:
+        meta["rows_kept"] = int((kept["source_file"] == meta["name"]).sum())
     split = cfg.ingest.split
     train, val, test = split_stratified(
         kept, val_fraction=split.val_fraction, test_fraction=split.test_fraction, seed=split.seed
     )
-    if kept.empty:
-        log.warning("every row of the window was quarantined: the splits are empty")
 
     final = local_path(out_dir)
     reasons = {code: int(n) for code, n in Counter(quarantined["reason_code"]).items()}
@@ -300,26 +394,42 @@ def run(
         "pii_scrubbed": cfg.ingest.scrub_pii,
         "pii_replacements": dict(sorted(pii_counts.items())),
         "label_counts": label_counts,
+        "unknown_labels": cleaned.unknown_labels,
         "split_sizes": sizes,
         "split": split.model_dump(),
+        "skipped": [{"name": name, "reason": why} for name, why in listing.skipped],
+        "committed_at_ingest": [fh.path.name for fh in exhausted],
     }
 
     with storage.staged_dir(final) as stage:
         for name, frame in (("train", train), ("val", val), ("test", test)):
             _write_parquet(frame, stage / f"{name}.parquet", OUTPUT_COLUMNS)
         if len(quarantined):
-            _write_parquet(quarantined.sort_values(["_file_order", "source_row"]), stage / "quarantine.parquet",
-                           QUARANTINE_COLUMNS)
+            _write_parquet(
+                quarantined.sort_values(["_file_order", "source_row"]), stage / "quarantine.parquet", QUARANTINE_COLUMNS
+            )
         storage.write_json_atomic(stage / "manifest.json", manifest)
         storage.write_done(stage, result)
     extra = ", quarantine.parquet" if len(quarantined) else ""
     log.info("wrote %s (train/val/test.parquet%s, manifest.json)", final, extra)
 
-    wm.commit([(f.path, f.sha256) for f in pending], pipeline_run_id)
+    if exhausted:
+        # every row of these files is in quarantine with its reason: re-reading them can never train
+        wm.commit([(f.path, f.sha256) for f in exhausted], pipeline_run_id)
+        log.info("watermark %s: %d file(s) wholly quarantined, committed now", wm.path, len(exhausted))
     log.info(
         "ingest summary: %d file(s), %d rows read, %d kept (train %d / val %d / test %d), %d quarantined %s, "
-        "%d PII replacement(s), watermark %s updated",
-        len(pending), len(raw), len(kept), sizes["train"], sizes["val"], sizes["test"], len(quarantined),
-        reasons or "", sum(pii_counts.values()), wm.path,
+        "%d PII replacement(s); the watermark is committed when the run succeeds",
+        len(pending),
+        len(raw),
+        len(kept),
+        sizes["train"],
+        sizes["val"],
+        sizes["test"],
+        len(quarantined),
+        reasons or "",
+        sum(pii_counts.values()),
     )
+    if kept.empty:
+        raise _empty_window(result)
     return result

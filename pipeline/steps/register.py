@@ -72,8 +72,7 @@ def version_tags(
 def _description(evaluation: EvaluateResult) -> str:
     if evaluation.promote:
         return (
-            f"Promoted by the gate (macro-F1 {evaluation.challenger_macro_f1:.4f}). "
-            f"Decision: {evaluation.decision_uri}"
+            f"Promoted by the gate (macro-F1 {evaluation.challenger_macro_f1:.4f}). Decision: {evaluation.decision_uri}"
         )
     return "Not promoted: " + "; ".join(evaluation.reasons) + f". Decision: {evaluation.decision_uri}"
 
@@ -172,7 +171,11 @@ def run(
         storage.write_done(stage, result)
     log.info(
         "register: %s v%s%s | champion=%s previous=%s | %s",
-        name, version, " (reused)" if reused else "",
-        result.champion_version, result.previous_version, registration_path,
+        name,
+        version,
+        " (reused)" if reused else "",
+        result.champion_version,
+        result.previous_version,
+        registration_path,
     )
     return result

@@ -5,7 +5,13 @@ Two batches run in one checkpoint:
 - ``curated_rows``: the curated Parquet files concatenated (the data contract's columns, non-null
   text and label, known labels, text length, row count, share of repeated texts, no PII left);
 - ``label_counts``: a derived frame with one row per label present (``label``, ``rows``), because
-  GX has no per-group count expectation; its one expectation is the minimum rows per class.
+  GX has no per-group count expectation; its one expectation is the minimum rows per class;
+- ``pii_scan``: a derived frame with one row per curated row (``pii``: the columns and kinds of
+  personal data found there by :func:`pipeline.data.pii.find_pii`, null when clean), because PII is
+  decided by checksums and number plans, not by a regex alone; its expectation is "all null".
+
+A window needs at least ``validate.min_classes`` distinct labels: a single-class window would give a
+"classifier" with perfect macro-F1 on its one class.
 
 Files written to ``out_dir``:
 
@@ -33,7 +39,6 @@ import json
 import logging
 import numbers
 import os
-import re
 import tempfile
 import time
 from collections import Counter, defaultdict
@@ -47,7 +52,7 @@ import pandas as pd
 
 from pipeline import paths, storage, tracking
 from pipeline.config import PipelineConfig, ValidateConfig
-from pipeline.data.text import PII_REGEXES
+from pipeline.data.pii import mask_pii, pii_kinds, scrub_pii
 from pipeline.errors import DataValidationError
 from pipeline.results import ValidateResult
 
@@ -57,6 +62,8 @@ STEP = "validate"
 CONTRACT_COLUMNS: tuple[str, ...] = ("example_id", "text", "label", "timestamp", "segment", "source_file")
 ROWS_SUITE = "curated_rows"
 COUNTS_SUITE = "label_counts"
+PII_SUITE = "pii_scan"
+PII_COLUMNS = ("text", "label", "segment")  # every free-form string column of the contract
 RESULT_FILE = "validation_result.json"
 QUARANTINE_FILE = "quarantine.parquet"
 DATA_DOCS_DIR = "data_docs"
@@ -184,8 +191,18 @@ def _label_counts(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"label": counts.index.astype(object), "rows": counts.to_numpy(dtype="int64")})
 
 
-def _expectations(vcfg: ValidateConfig) -> tuple[list[Any], list[Any]]:
-    """The two suites' expectations (``curated_rows``, ``label_counts``)."""
+def _pii_scan(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per row of ``df``: ``pii`` names the columns and kinds found (``text:email``), else null."""
+    found: list[str | None] = []
+    columns = [c for c in PII_COLUMNS if c in df.columns]
+    for values in zip(*(df[c] for c in columns), strict=True) if columns else [() for _ in range(len(df))]:
+        hits = [f"{col}:{kind}" for col, v in zip(columns, values, strict=True) for kind in pii_kinds(v)]
+        found.append(",".join(hits) or None)
+    return pd.DataFrame({"row": range(len(df)), "pii": pd.Series(found, dtype=object)})
+
+
+def _expectations(vcfg: ValidateConfig) -> dict[str, list[Any]]:
+    """Each suite's expectations (``curated_rows``, ``label_counts``, ``pii_scan``)."""
     import great_expectations.expectations as gxe
 
     rows = [
@@ -201,10 +218,11 @@ def _expectations(vcfg: ValidateConfig) -> tuple[list[Any], list[Any]]:
         gxe.ExpectColumnProportionOfUniqueValuesToBeBetween(
             column="text", min_value=round(1.0 - vcfg.max_duplicate_share, 10)
         ),
-        gxe.ExpectColumnValuesToNotMatchRegexList(column="text", regex_list=list(PII_REGEXES.values())),
+        gxe.ExpectColumnUniqueValueCountToBeBetween(column="label", min_value=vcfg.min_classes),
     ]
     counts = [gxe.ExpectColumnValuesToBeBetween(column="rows", min_value=vcfg.min_rows_per_class)]
-    return rows, counts
+    pii = [gxe.ExpectColumnValuesToBeNull(column="pii")]
+    return {ROWS_SUITE: rows, COUNTS_SUITE: counts, PII_SUITE: pii}
 
 
 def _context(docs_dir: Path) -> Any:
@@ -241,31 +259,25 @@ def _run_suites(df: pd.DataFrame, vcfg: ValidateConfig, docs_dir: Path, pipeline
 
     ctx = _context(docs_dir)
     counts = _label_counts(df)
+    frames = {ROWS_SUITE: df, COUNTS_SUITE: counts, PII_SUITE: _pii_scan(df)}
+    expectations = _expectations(vcfg)
     # A checkpoint passes the same batch parameters to every validation definition, so two
     # in-memory dataframes cannot be told apart: each batch is a Parquet asset in a scratch folder.
     with tempfile.TemporaryDirectory(prefix="gx-batches-") as scratch:
-        rows_path, counts_path = Path(scratch) / "curated_rows.parquet", Path(scratch) / "label_counts.parquet"
-        df.to_parquet(rows_path, index=False)
-        counts.to_parquet(counts_path, index=False)
         source = ctx.data_sources.add_pandas("curated_window")
-        rows_batch = source.add_parquet_asset(ROWS_SUITE, path=rows_path).add_batch_definition_whole_dataframe("all")
-        counts_batch = source.add_parquet_asset(COUNTS_SUITE, path=counts_path).add_batch_definition_whole_dataframe(
-            "all"
-        )
-        rows_exp, counts_exp = _expectations(vcfg)
-        rows_suite = ctx.suites.add(gx.ExpectationSuite(name=ROWS_SUITE, expectations=rows_exp))
-        counts_suite = ctx.suites.add(gx.ExpectationSuite(name=COUNTS_SUITE, expectations=counts_exp))
+        definitions = []
+        for name, frame in frames.items():
+            path = Path(scratch) / f"{name}.parquet"
+            frame.to_parquet(path, index=False)
+            batch = source.add_parquet_asset(name, path=path).add_batch_definition_whole_dataframe("all")
+            suite = ctx.suites.add(gx.ExpectationSuite(name=name, expectations=expectations[name]))
+            definitions.append(
+                ctx.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch, suite=suite))
+            )
         checkpoint = ctx.checkpoints.add(
             gx.Checkpoint(
                 name=STEP,
-                validation_definitions=[
-                    ctx.validation_definitions.add(
-                        gx.ValidationDefinition(name=ROWS_SUITE, data=rows_batch, suite=rows_suite)
-                    ),
-                    ctx.validation_definitions.add(
-                        gx.ValidationDefinition(name=COUNTS_SUITE, data=counts_batch, suite=counts_suite)
-                    ),
-                ],
+                validation_definitions=definitions,
                 # no UpdateDataDocsAction: the docs are built below, after PII is masked in the results
                 actions=[],
                 result_format={"result_format": "COMPLETE", "return_unexpected_index_query": False},
@@ -281,7 +293,10 @@ def _run_suites(df: pd.DataFrame, vcfg: ValidateConfig, docs_dir: Path, pipeline
             evaluated += 1
             if not er.success:
                 failure = _describe(er, df, counts, vcfg)
-                failure.table_level = er.expectation_config.type.startswith("expect_table_")
+                failure.table_level = failure.table_level or er.expectation_config.type.startswith("expect_table_")
+                # the summary and reasons travel to logs, MLflow and the quarantine: never with PII
+                failure.summary = mask_pii(failure.summary)
+                failure.row_reasons = {i: mask_pii(r) for i, r in failure.row_reasons.items()}
                 failures.append(failure)
             _mask_pii(er)
         store.set(key, suite_result)  # store the masked results: the docs are rendered from the store
@@ -313,15 +328,7 @@ def _prune_docs(docs_dir: Path) -> None:
 
 
 def _mask(value: Any) -> Any:
-    if not isinstance(value, str):
-        return value
-    for kind, rx in PII_REGEXES.items():
-        value = re.sub(rx, f"[PII:{kind}]", value)
-    return value
-
-
-def _pii_kinds(text: Any) -> list[str]:
-    return [kind for kind, rx in PII_REGEXES.items() if isinstance(text, str) and re.search(rx, text)]
+    return mask_pii(value) if isinstance(value, str) else value
 
 
 def _mask_pii(er: Any) -> None:
@@ -405,26 +412,42 @@ def _describe(er: Any, df: pd.DataFrame, counts: pd.DataFrame, vcfg: ValidateCon
     prefix = f"{etype}({column}"
     if etype == "expect_column_values_to_not_be_null":
         return _Failure(f"{prefix}) {count} null values", {i: f"{prefix}): null" for i in index})
-    if etype == "expect_column_values_to_be_in_set":
-        value_set = kw.get("value_set") or []
+    if etype == "expect_column_values_to_be_in_set" and column == "label":
+        # true counts from the whole window: GX's unexpected lists may be samples
+        labels = df["label"]
+        bad = labels.notna() & ~labels.astype(str).isin(set(vcfg.labels))
+        per_label = {str(k): int(v) for k, v in labels[bad].astype(str).value_counts().items()}
+        shown = dict(list(per_label.items())[:_MAX_SHOWN])
+        more = f" (+{len(per_label) - _MAX_SHOWN} more)" if len(per_label) > _MAX_SHOWN else ""
         return _Failure(
-            f"{prefix}, set of {len(value_set)} known labels) {count} unexpected values {_quote(unexpected)}",
-            {i: f"{prefix}): {v!r} not in the known labels" for i, v in zip(index, unexpected, strict=False)},
+            f"{prefix}, set of {len(vcfg.labels)} known labels) {int(bad.sum())} rows with {len(per_label)} new "
+            f"label(s) {shown}{more}; to train on them add them to validate.labels in your config and start a new "
+            "run (this window's files stay unconsumed); to fix a typo, correct the landing file",
+            {int(i): f"{prefix}): label {labels[i]!r} is not in validate.labels" for i in df.index[bad]},
+        )
+    if etype == "expect_column_unique_value_count_to_be_between":
+        present = sorted(df[column].dropna().astype(str).unique()) if column in df.columns else []
+        return _Failure(
+            f"{prefix}, min={kw.get('min_value')}) observed {len(present)} distinct label(s) {present[:_MAX_SHOWN]}: "
+            "a classifier needs at least validate.min_classes classes to learn and to be evaluated",
+            table_level=True,
         )
     if etype == "expect_column_value_lengths_to_be_between":
         bounds = f"min={kw.get('min_value')}, max={kw.get('max_value')}"
         lengths = [len(str(v)) for v in unexpected]
-        shown = sorted(set(lengths))
+        distinct = sorted(set(lengths))
         return _Failure(
-            f"{prefix}, {bounds}) {count} unexpected values with lengths {shown[:_MAX_SHOWN]}",
+            f"{prefix}, {bounds}) {count} unexpected values with lengths {distinct[:_MAX_SHOWN]}",
             {i: f"{prefix}, {bounds}): length {n}" for i, n in zip(index, lengths, strict=False)},
         )
-    if etype == "expect_column_values_to_not_match_regex_list":
-        kinds = {i: _pii_kinds(v) for i, v in zip(index, unexpected, strict=False)}
-        per_kind = Counter(k for ks in kinds.values() for k in ks)
+    if etype == "expect_column_values_to_be_null" and column == "pii":  # the pii_scan batch
+        scan = _pii_scan(df)
+        hits = scan["pii"].dropna()
+        per_kind = Counter(h for found in hits for h in str(found).split(","))
         return _Failure(
-            f"{prefix}, pii={list(PII_REGEXES)}) {count} values with PII left {dict(sorted(per_kind.items()))}",
-            {i: f"{prefix}): PII {','.join(ks) or 'match'}" for i, ks in kinds.items()},
+            f"{etype}({PII_SUITE}.pii, columns={[c for c in PII_COLUMNS if c in df.columns]}) {len(hits)} rows with "
+            f"PII left {dict(sorted(per_kind.items()))}",
+            {int(i): f"{etype}({PII_SUITE}.pii): PII {found}" for i, found in hits.items()},
         )
     observed = res.get("observed_value", f"{count} unexpected values")
     return _Failure(f"{prefix}) observed {observed}", {i: f"{prefix})" for i in index})
@@ -440,10 +463,9 @@ def _quarantine(df: pd.DataFrame, origin: pd.Series, failures: list[_Failure]) -
         return df.iloc[0:0].assign(reason=pd.Series(dtype=object), data_file=pd.Series(dtype=object))
     index = sorted(reasons)
     out = df.iloc[index].copy()
-    if "text" in out:
-        from pipeline.data.text import scrub_pii
-
-        out["text"] = [scrub_pii(t)[0] if isinstance(t, str) else t for t in out["text"]]
+    for col in PII_COLUMNS:
+        if col in out:
+            out[col] = [scrub_pii(v)[0] if isinstance(v, str) else v for v in out[col]]
     out["reason"] = ["; ".join(reasons[i]) for i in index]
     out["data_file"] = origin.iloc[index].to_numpy()
     return out.reset_index(drop=True)

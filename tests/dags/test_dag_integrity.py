@@ -16,7 +16,7 @@ HEAVY = ("torch", "transformers", "great_expectations", "evidently", "mlflow", "
 PARSE = f"""
 import json, sys
 from airflow.dag_processing.dagbag import DagBag
-bag = DagBag({str(REPO / 'dags')!r})
+bag = DagBag({str(REPO / "dags")!r})
 print(json.dumps({{
     "errors": {{k: str(v) for k, v in bag.import_errors.items()}},
     "dags": sorted(bag.dags),
@@ -54,12 +54,33 @@ def test_retrain_is_wired_as_documented(bag) -> None:
     assert set(dag.tags) == {"retraining", "support-intent"}
     assert dag.max_active_runs == 1 and not dag.catchup
     assert dag.doc_md and "retrain" in dag.doc_md
-    order = ["plan", "ingest", "validate", "champion", "drift_check", "should_train", "finetune", "evaluate", "register"]
+    order = [
+        "plan",
+        "ingest",
+        "validate",
+        "champion",
+        "drift_check",
+        "should_train",
+        "finetune",
+        "evaluate",
+        "register",
+        "commit",
+    ]
     assert {t.task_id for t in dag.tasks} == set(order)
     # the data flows in that order: each task is downstream of the one before it
     for up, down in zip(order, order[1:]):
         assert down in {t.task_id for t in dag.get_task(up).get_flat_relatives(upstream=False)}, (up, down)
     assert set(dag.params.keys()) >= {"force_retrain", "window_start", "window_end"}
+    # the watermark is committed last, and only when nothing before it failed (skips are fine)
+    assert dag.get_task("commit").trigger_rule == "none_failed"
+    assert dag.get_task("should_train").ignore_downstream_trigger_rules is False
+
+
+def test_monitor_commits_its_watermark_last(bag) -> None:
+    dag = bag.dags["monitor"]
+    commit = dag.get_task("commit")
+    assert commit.trigger_rule == "none_failed"
+    assert {"emit_drift", "ingest"} <= commit.upstream_task_ids
 
 
 def test_gates_have_no_retries_and_io_steps_do(bag) -> None:

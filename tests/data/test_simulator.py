@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import DEFAULT_LABELS, ColumnMap, ScheduleConfig, SimulatorConfig
+from pipeline.data.pii import find_pii
 from pipeline.data.simulator import (
     PRODUCTS,
     SEASON_STARTS,
@@ -17,7 +18,7 @@ from pipeline.data.simulator import (
     write_landing,
 )
 from pipeline.data.sources import file_date, read_landing_file
-from pipeline.data.text import find_pii, normalize_text
+from pipeline.data.text import normalize_text
 
 
 def _words(rows: list[dict[str, str]]) -> str:
@@ -68,7 +69,13 @@ def test_seasons_line_up_with_the_schedule() -> None:
     assert tuple(start for start, _ in SEASON_STARTS) == ScheduleConfig().season_starts
     days = [(1, 15), (3, 1), (6, 1), (9, 1), (11, 20), (12, 26), (12, 27)]
     assert [season_of(date(2025, m, d)) for m, d in days] == [
-        "winter", "spring", "summer", "autumn", "holiday", "holiday", "winter",
+        "winter",
+        "spring",
+        "summer",
+        "autumn",
+        "holiday",
+        "holiday",
+        "winter",
     ]
 
 

@@ -99,9 +99,13 @@ def test_first_retrain_registers_and_promotes_a_champion(dags) -> None:
     assert champ.tags["train_data_uri"].endswith("train_data.parquet")
     assert champ.tags["window_end"] == "2025-01-29"
 
-    steps = {r.data.tags.get("step"): r for r in c.search_runs(
-        [c.get_experiment_by_name(cfg.tracking.experiment_name).experiment_id],
-        filter_string=f"tags.pipeline_run_id = '{champ.tags['pipeline_run_id']}'")}
+    steps = {
+        r.data.tags.get("step"): r
+        for r in c.search_runs(
+            [c.get_experiment_by_name(cfg.tracking.experiment_name).experiment_id],
+            filter_string=f"tags.pipeline_run_id = '{champ.tags['pipeline_run_id']}'",
+        )
+    }
     assert {"validate", "drift", "finetune", "evaluate"} <= set(steps)
     assert any("data_docs" in a for a in _artifacts(c, steps["validate"].info.run_id))
     assert any(a.endswith("decision.json") for a in _artifacts(c, steps["evaluate"].info.run_id))
@@ -130,7 +134,8 @@ def test_monitor_on_a_later_season_emits_a_drift_event(dags) -> None:
 
     with create_session() as s:
         events = s.scalars(
-            select(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            select(AssetEvent)
+            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
             .where(AssetModel.name == "support_intent_drift")
         ).all()
         assert any(e.extra.get("window_end") == "2025-07-14" for e in events)

@@ -1,7 +1,8 @@
 """The whole loop with MLflow's tracking and registry store on a real PostgreSQL server.
 
-Needs PostgreSQL on 127.0.0.1:5432 with trust auth (CI's machine has it). Each run creates and
-drops its own database, so runs never see each other's models.
+Needs PostgreSQL on 127.0.0.1:5432 with trust auth: skipped with a reason when it is not reachable,
+required (fails) when ``CI=true``. Each run creates and drops its own database, so runs never see
+each other's models.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from datetime import date
 
 import pytest
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.service("postgresql")]
 
 PG = os.environ.get("RETRAIN_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
 
@@ -21,10 +22,7 @@ PG = os.environ.get("RETRAIN_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
 def pg_db():
     psycopg2 = pytest.importorskip("psycopg2")
     name = f"retrain_it_{uuid.uuid4().hex[:10]}"
-    try:
-        admin = psycopg2.connect(f"{PG}/postgres", connect_timeout=5)
-    except psycopg2.OperationalError as exc:
-        pytest.fail(f"PostgreSQL at {PG} is not reachable ({exc}); start it or set RETRAIN_TEST_PG")
+    admin = psycopg2.connect(f"{PG}/postgres", connect_timeout=5)  # reachability is checked by the marker
     admin.autocommit = True
     with admin.cursor() as cur:
         cur.execute(f'CREATE DATABASE "{name}"')
@@ -42,13 +40,25 @@ def test_loop_registers_and_promotes_on_postgres(make_cfg, pg_db, tmp_path) -> N
     cfg = make_cfg(
         tracking={"tracking_uri": pg_db, "artifact_location": (tmp_path / "mlartifacts").as_uri()},
         simulator={"messages_per_day": 12},
-        finetune={"epochs": 6, "batch_size": 8, "max_length": 64, "learning_rate": 3e-3, "max_train_rows": 200,
-                  "early_stopping_patience": 3},
+        finetune={
+            "epochs": 6,
+            "batch_size": 8,
+            "max_length": 64,
+            "learning_rate": 3e-3,
+            "max_train_rows": 200,
+            "early_stopping_patience": 3,
+        },
         evaluate={"first_model_min_macro_f1": 0.05},
     )
     simulator.write_landing(cfg.simulator, cfg.landing_dir_path, start=date(2025, 1, 1), end=date(2025, 1, 28))
-    plan = flow.Plan(pipeline_run_id="it__pg1", consumer="it", window_start=None, window_end="2025-01-28",
-                     trigger="cli", force_retrain=True)
+    plan = flow.Plan(
+        pipeline_run_id="it__pg1",
+        consumer="it",
+        window_start=None,
+        window_end="2025-01-28",
+        trigger="cli",
+        force_retrain=True,
+    )
     out = flow.run_cycle(cfg, plan)
     assert out["register"]["promoted"] is True
 
@@ -61,7 +71,12 @@ def test_loop_registers_and_promotes_on_postgres(make_cfg, pg_db, tmp_path) -> N
     # a retry of register on the same run reuses the version
     from pipeline.results import DriftResult, EvaluateResult, FinetuneResult
 
-    again = flow.register(cfg, plan, DriftResult.from_dict(out["drift"]), FinetuneResult.from_dict(out["finetune"]),
-                          EvaluateResult.from_dict(out["evaluate"]))
+    again = flow.register(
+        cfg,
+        plan,
+        DriftResult.from_dict(out["drift"]),
+        FinetuneResult.from_dict(out["finetune"]),
+        EvaluateResult.from_dict(out["evaluate"]),
+    )
     assert again.version == out["register"]["version"]
     assert len(c.search_model_versions(f"name = '{cfg.register.model_name}'")) == 1

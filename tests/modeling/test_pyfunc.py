@@ -106,7 +106,11 @@ def test_load_hf_from_model_uri_returns_the_hf_folder(logged, tmp_path: Path) ->
     hf_dir = Path(load_hf_from_model_uri(logged.model_uri, tmp_path / "dl"))
     assert (hf_dir / "config.json").is_file()
     assert hf_dir.is_relative_to(tmp_path / "dl")
-    assert read_model_meta(hf_dir) == {"labels": list(LABELS), "max_length": 16}
+    assert read_model_meta(hf_dir) == {
+        "labels": list(LABELS),
+        "max_length": 16,
+        "cleaning": {"max_text_chars": 1000, "scrub_pii": True},
+    }
     assert json.loads((hf_dir / "config.json").read_text())["id2label"]["2"] == "account_access"
 
 

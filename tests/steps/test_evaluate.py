@@ -134,12 +134,15 @@ def test_gate_with_a_threshold_missing_does_not_promote(gate_cfg, tmp_path: Path
     assert res.reasons == (f"gate not configured: {key} (no promotion over a champion without it)",)
 
 
-def test_decide_with_nothing_configured_names_every_key() -> None:
+NOTHING = EvaluateConfig(alpha=None, min_macro_f1_gain=None, max_class_f1_drop=None, first_model_min_macro_f1=None)
+
+
+def test_decide_with_every_threshold_null_names_every_key() -> None:
     from pipeline.stats.paired import BootstrapResult, McNemarResult
 
     summary = classification_summary([A, B], [A, B], labels=[A, B])
     promote, checks = evaluate.decide(
-        EvaluateConfig(),
+        NOTHING,
         challenger=summary,
         champion=summary,
         mcnemar=McNemarResult(b01=40, b10=0, statistic=0, p_value=1e-12),
@@ -147,9 +150,7 @@ def test_decide_with_nothing_configured_names_every_key() -> None:
     )
     assert not promote
     assert [c.name for c in checks] == ["alpha", "min_macro_f1_gain", "max_class_f1_drop"]
-    first, first_checks = evaluate.decide(
-        EvaluateConfig(), challenger=summary, champion=None, mcnemar=None, bootstrap=None
-    )
+    first, first_checks = evaluate.decide(NOTHING, challenger=summary, champion=None, mcnemar=None, bootstrap=None)
     assert first is False
     assert [c.name for c in first_checks] == ["first_model_min_macro_f1"]
 
@@ -160,8 +161,12 @@ def test_artifacts_written_and_logged_to_mlflow(gate_cfg, tmp_path: Path) -> Non
     out = Path(res.decision_uri).parent
     names = {p.name for p in out.iterdir()}
     expected = {
-        "decision.json", "metrics_challenger.json", "metrics_champion.json",
-        "confusion_challenger.png", "confusion_champion.png", "predictions.parquet",
+        "decision.json",
+        "metrics_challenger.json",
+        "metrics_champion.json",
+        "confusion_challenger.png",
+        "confusion_champion.png",
+        "predictions.parquet",
     }
     assert expected | {MARKER} == names
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no staging folder left
@@ -206,8 +211,13 @@ def test_rerun_returns_recorded_result_without_a_new_run(gate_cfg, tmp_path: Pat
     out = Path(first.decision_uri).parent
     before = (out / "decision.json").read_bytes()
     again = evaluate.run(
-        cfg, test_uri="/nonexistent.parquet", challenger_uri="models:/none", champion_uri=None,
-        champion_version=None, out_dir=str(out), pipeline_run_id="test__run1",
+        cfg,
+        test_uri="/nonexistent.parquet",
+        challenger_uri="models:/none",
+        champion_uri=None,
+        champion_version=None,
+        out_dir=str(out),
+        pipeline_run_id="test__run1",
     )
     assert again == first
     assert EvaluateResult.from_dict(first.to_dict()) == first
@@ -220,8 +230,13 @@ def test_rerun_returns_recorded_result_without_a_new_run(gate_cfg, tmp_path: Pat
 def test_missing_test_split_names_the_file(gate_cfg, tmp_path: Path) -> None:
     with pytest.raises(PipelineError, match="nowhere.parquet does not exist"):
         evaluate.run(
-            gate_cfg(), test_uri=str(tmp_path / "nowhere.parquet"), challenger_uri="models:/x", champion_uri=None,
-            champion_version=None, out_dir=str(tmp_path / "out"), pipeline_run_id="r",
+            gate_cfg(),
+            test_uri=str(tmp_path / "nowhere.parquet"),
+            challenger_uri="models:/x",
+            champion_uri=None,
+            champion_version=None,
+            out_dir=str(tmp_path / "out"),
+            pipeline_run_id="r",
         )
     assert not (tmp_path / "out").exists()
 
@@ -231,6 +246,11 @@ def test_test_split_without_label_column_names_the_column(gate_cfg, tmp_path: Pa
     pd.DataFrame({"example_id": ["1"], "text": ["hi"]}).to_parquet(path)
     with pytest.raises(PipelineError, match="lacks column\\(s\\) label"):
         evaluate.run(
-            gate_cfg(), test_uri=str(path), challenger_uri="models:/x", champion_uri=None,
-            champion_version=None, out_dir=str(tmp_path / "out"), pipeline_run_id="r",
+            gate_cfg(),
+            test_uri=str(path),
+            challenger_uri="models:/x",
+            champion_uri=None,
+            champion_version=None,
+            out_dir=str(tmp_path / "out"),
+            pipeline_run_id="r",
         )

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import date
 from pathlib import Path
 
@@ -8,8 +9,8 @@ import pandas as pd
 import pytest
 
 from pipeline.config import SimulatorConfig
+from pipeline.data.pii import find_pii
 from pipeline.data.simulator import write_landing
-from pipeline.data.text import find_pii
 from pipeline.data.watermark import Watermark
 from pipeline.errors import IngestError, NoNewDataError
 from pipeline.results import IngestResult
@@ -86,8 +87,12 @@ def test_retry_of_the_same_run_after_lost_output_reads_again(cfg, landing: Path,
     assert again == first
 
 
-def test_watermark_exactly_once_per_consumer(cfg, landing: Path, tmp_path: Path) -> None:
+def test_watermark_exactly_once_per_consumer_after_commit(cfg, landing: Path, tmp_path: Path) -> None:
     first = _run(cfg, landing, tmp_path / "a", run_id="r1")
+    # nothing is consumed until the run that read the files succeeds and commits
+    assert not _ledger(cfg).exists()
+    assert ingest.commit(cfg, first) == 2
+    assert ingest.commit(cfg, first) == 0  # idempotent
     with pytest.raises(NoNewDataError, match=r"consumer 'retrain'") as exc:
         _run(cfg, landing, tmp_path / "b", run_id="r2")
     assert str(landing) in str(exc.value)
@@ -100,12 +105,115 @@ def test_watermark_exactly_once_per_consumer(cfg, landing: Path, tmp_path: Path)
     write_landing(SIM, landing, start=date(2025, 1, 15), end=date(2025, 1, 21))
     newer = _run(cfg, landing, tmp_path / "d", run_id="r3")
     assert newer.files == ("support_2025-01-15.jsonl",)
+    ingest.commit(cfg, newer)
 
     # a file whose content changed counts as new
     changed = landing / "support_2025-01-01.jsonl"
     changed.write_text(changed.read_text().replace("order", "ORDER"))
     again = _run(cfg, landing, tmp_path / "e", run_id="r4")
     assert again.files == ("support_2025-01-01.jsonl",)
+
+
+def test_a_run_that_fails_after_ingest_consumes_nothing(cfg, landing: Path, tmp_path: Path) -> None:
+    failed = _run(cfg, landing, tmp_path / "a", run_id="failed-run")  # e.g. validation fails next
+    retry = _run(cfg, landing, tmp_path / "b", run_id="new-run")  # a new run id reads the same files
+    assert retry.files == failed.files and retry.rows_kept == failed.rows_kept
+
+
+def test_compressed_files_are_read_and_every_unread_entry_is_in_the_manifest(cfg, tmp_path: Path) -> None:
+    import gzip
+
+    landing = tmp_path / "landing"
+    rows = [
+        {
+            "text": f"where is parcel number {i} today",
+            "label": "order_status",
+            "timestamp": f"2025-01-0{1 + i % 5}T10:00:00Z",
+        }
+        for i in range(8)
+    ]
+    body = "".join(json.dumps(r) + "\n" for r in rows)
+    landing.mkdir()
+    (landing / "a_2025-01-01.jsonl.gz").write_bytes(gzip.compress(body.encode()))
+    csv = "text,label,timestamp\n" + "".join(
+        f"refund for item {i} please,refund_request,2025-01-02T10:00:00Z\n" for i in range(8)
+    )
+    (landing / "b_2025-01-02.csv.gz").write_bytes(gzip.compress(csv.encode()))
+    frame = pd.DataFrame(
+        [
+            {"text": f"my card {i} was declined", "label": "payment_problem", "timestamp": "2025-01-03T10:00:00Z"}
+            for i in range(8)
+        ]
+    )
+    for codec in ("snappy", "gzip", "zstd", "brotli", "lz4", "none"):
+        frame.assign(text=frame["text"] + f" via {codec}").to_parquet(
+            landing / f"c_{codec}_2025-01-03.parquet", compression=None if codec == "none" else codec
+        )
+    (landing / "notes_2025-01-03.txt").write_text("not data")
+    (landing / "d_2025-01-03.parquet.gz").write_bytes(b"x")
+    res = _run(cfg, landing, tmp_path / "out")
+    assert len(res.files) == 8 and res.rows_read == 8 * 8
+    manifest = json.loads(Path(res.manifest_uri).read_text())
+    assert {s["name"] for s in manifest["skipped"]} == {"notes_2025-01-03.txt", "d_2025-01-03.parquet.gz"}
+    assert all("unsupported file type" in s["reason"] for s in manifest["skipped"])
+
+
+def test_a_window_whose_rows_are_all_quarantined_is_nothing_to_do(cfg, tmp_path: Path) -> None:
+    from pipeline.errors import EmptyWindowError, NothingToDoError
+
+    landing = tmp_path / "landing"
+    _jsonl(
+        landing / "bad_2025-01-01.jsonl",
+        [
+            {"text": "", "label": "order_status", "timestamp": "2025-01-01T10:00:00Z"},
+            {"text": "where is it", "label": "order_status", "timestamp": "never"},
+        ],
+    )
+    with pytest.raises(EmptyWindowError, match=r"all 2 rows of 1 new file\(s\) went to quarantine") as exc:
+        _run(cfg, landing, tmp_path / "out")
+    assert isinstance(exc.value, NothingToDoError) and "\n" not in str(exc.value)
+    assert len(pd.read_parquet(tmp_path / "out" / "quarantine.parquet")) == 2  # nothing lost
+    # every row is accounted for in quarantine, so the file is consumed: the next run has nothing new
+    with pytest.raises(NoNewDataError):
+        _run(cfg, landing, tmp_path / "next", run_id="r2")
+    with pytest.raises(EmptyWindowError):  # a retry of the same run says the same
+        _run(cfg, landing, tmp_path / "out")
+
+
+def test_pii_in_the_label_column_never_persists(cfg, tmp_path: Path) -> None:
+    landing = tmp_path / "landing"
+    rows = [
+        {"text": f"where is my order number {i}", "label": "order_status", "timestamp": 1735689600 + i}
+        for i in range(10)
+    ]
+    rows.append({"text": "please help me now", "label": "jane.doe@example.com", "timestamp": 1735689700})
+    _jsonl(landing / "x_2025-01-01.jsonl", rows)
+    res = _run(cfg, landing, tmp_path / "out")
+    assert res.label_counts == {"[EMAIL]": 1, "order_status": 10}
+    manifest = json.loads(Path(res.manifest_uri).read_text())
+    assert manifest["unknown_labels"] == {"[EMAIL]": 1}
+    # epoch seconds are timestamps, not phone numbers
+    assert res.pii_replacements["phone"] == 0 and res.pii_replacements["email"] == 1
+    blob = b"".join(p.read_bytes() for p in (tmp_path / "out").iterdir())
+    assert b"jane.doe" not in blob
+
+
+def test_unreadable_file_is_one_line_naming_it(cfg, landing: Path, tmp_path: Path, monkeypatch) -> None:
+    target = landing / "support_2025-01-08.jsonl"
+    if os.geteuid() != 0:
+        target.chmod(0)
+    else:  # root reads anything: make the open fail as it would for a user without permission
+        real_open = Path.open
+
+        def deny(self, *a, **kw):
+            if self == target:
+                raise PermissionError(13, "Permission denied", str(self))
+            return real_open(self, *a, **kw)
+
+        monkeypatch.setattr(Path, "open", deny)
+    with pytest.raises(IngestError) as exc:
+        _run(cfg, landing, tmp_path / "out")
+    assert str(exc.value) == f"landing file {target}: cannot be read (permission denied)"
 
 
 def test_window_selects_files_by_their_date(cfg, landing: Path, tmp_path: Path) -> None:
@@ -117,11 +225,14 @@ def test_window_selects_files_by_their_date(cfg, landing: Path, tmp_path: Path) 
 
 
 def test_no_pii_in_any_persisted_file(cfg, landing: Path, tmp_path: Path) -> None:
-    _jsonl(landing / "extra_2025-01-03.jsonl", [
-        {"text": "", "label": "order_status", "timestamp": "2025-01-03T10:00:00Z", "segment": "jane@x.org"},
-        {"text": "card 4111 1111 1111 1111 failed", "label": None, "timestamp": "2025-01-03T10:00:00Z"},
-        {"text": "call 415-555-0134 now please", "label": "account_access", "timestamp": "call 415-555-0134"},
-    ])
+    _jsonl(
+        landing / "extra_2025-01-03.jsonl",
+        [
+            {"text": "", "label": "order_status", "timestamp": "2025-01-03T10:00:00Z", "segment": "jane@x.org"},
+            {"text": "card 4111 1111 1111 1111 failed", "label": None, "timestamp": "2025-01-03T10:00:00Z"},
+            {"text": "call 415-555-0134 now please", "label": "account_access", "timestamp": "call 415-555-0134"},
+        ],
+    )
     res = _run(cfg, landing, tmp_path / "out")
     assert res.pii_replacements["card"] >= 1 and res.pii_replacements["phone"] >= 1
     written = [Path(u) for u in (res.train_uri, res.val_uri, res.test_uri, res.quarantine_uri)]
@@ -138,27 +249,52 @@ def test_no_pii_in_any_persisted_file(cfg, landing: Path, tmp_path: Path) -> Non
 def test_bad_rows_are_quarantined_with_reasons(make_cfg, tmp_path: Path) -> None:
     cfg = make_cfg(ingest={"max_text_chars": 40})
     landing = tmp_path / "landing"
-    _jsonl(landing / "support_2025-02-01.jsonl", [
-        {"text": "Where is my parcel?", "label": "order_status", "timestamp": "2025-02-01T12:00:00Z", "segment": "web"},
-        {"text": "where  is my PARCEL?", "label": "shipping_delay", "timestamp": "2025-02-01T09:00:00Z",
-         "segment": "web"},
-        {"text": "   ", "label": "refund_request", "timestamp": "2025-02-01T10:00:00Z"},
-        {"text": None, "label": "refund_request", "timestamp": "2025-02-01T10:00:00Z"},
-        {"text": "ok", "label": "refund_request", "timestamp": "2025-02-01T10:00:00Z"},
-        {"text": "I want my money back", "label": "", "timestamp": "2025-02-01T10:00:00Z"},
-        {"text": "The gift card does not work", "label": "gift_card", "timestamp": "yesterday"},
-        {"text": "A brand new intent nobody knows about yet, with a long tail of words", "label": "warranty_claim",
-         "timestamp": 1738411200},
-        {"text": "Is the parka warm?", "label": "product_question", "timestamp": "2025-02-01 08:00:00"},
-        {"text": "Is the scarf wool?", "label": "product_question", "timestamp": "20250201", "segment": "mobile"},
-    ])
+    _jsonl(
+        landing / "support_2025-02-01.jsonl",
+        [
+            {
+                "text": "Where is my parcel?",
+                "label": "order_status",
+                "timestamp": "2025-02-01T12:00:00Z",
+                "segment": "web",
+            },
+            {
+                "text": "where  is my PARCEL?",
+                "label": "shipping_delay",
+                "timestamp": "2025-02-01T09:00:00Z",
+                "segment": "web",
+            },
+            {"text": "   ", "label": "refund_request", "timestamp": "2025-02-01T10:00:00Z"},
+            {"text": None, "label": "refund_request", "timestamp": "2025-02-01T10:00:00Z"},
+            {"text": "ok", "label": "refund_request", "timestamp": "2025-02-01T10:00:00Z"},
+            {"text": "I want my money back", "label": "", "timestamp": "2025-02-01T10:00:00Z"},
+            {"text": "The gift card does not work", "label": "gift_card", "timestamp": "yesterday"},
+            {
+                "text": "A brand new intent nobody knows about yet, with a long tail of words",
+                "label": "warranty_claim",
+                "timestamp": 1738411200,
+            },
+            {"text": "Is the parka warm?", "label": "product_question", "timestamp": "2025-02-01 08:00:00"},
+            {"text": "Is the scarf wool?", "label": "product_question", "timestamp": "20250201", "segment": "mobile"},
+        ],
+    )
     res = _run(cfg, landing, tmp_path / "out")
     q = pd.read_parquet(res.quarantine_uri).set_index("source_row")
     assert q["reason_code"].to_dict() == {
-        0: "duplicate", 2: "empty_text", 3: "empty_text", 4: "text_too_short", 5: "missing_label", 6: "bad_timestamp",
+        0: "duplicate",
+        2: "empty_text",
+        3: "empty_text",
+        4: "text_too_short",
+        5: "missing_label",
+        6: "bad_timestamp",
     }
-    assert res.quarantine_reasons == {"bad_timestamp": 1, "duplicate": 1, "empty_text": 2, "missing_label": 1,
-                                      "text_too_short": 1}
+    assert res.quarantine_reasons == {
+        "bad_timestamp": 1,
+        "duplicate": 1,
+        "empty_text": 2,
+        "missing_label": 1,
+        "text_too_short": 1,
+    }
     kept = pd.concat(pd.read_parquet(u) for u in (res.train_uri, res.val_uri, res.test_uri))
     survivor = kept[kept["text"].str.lower().str.contains("parcel")]
     assert list(survivor["label"]) == ["shipping_delay"]  # the earlier of the two duplicates
@@ -225,8 +361,9 @@ def test_missing_and_empty_landing_folder(cfg, tmp_path: Path) -> None:
         ("support_2025-01-20.csv", b"", r"cannot be read as csv"),
     ],
 )
-def test_unreadable_file_names_the_file(cfg, landing: Path, tmp_path: Path, name: str, content: bytes,
-                                        expected: str) -> None:
+def test_unreadable_file_names_the_file(
+    cfg, landing: Path, tmp_path: Path, name: str, content: bytes, expected: str
+) -> None:
     (landing / name).write_bytes(content)
     out = tmp_path / "out"
     with pytest.raises(IngestError, match=expected) as exc:

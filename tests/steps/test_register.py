@@ -90,7 +90,12 @@ def test_get_champion_when_model_or_alias_is_missing(cfg, tmp_path: Path, model_
 def test_first_model_promoted_and_loadable_by_alias(cfg, tmp_path: Path, model_uri: str) -> None:
     res = _register(cfg, tmp_path, "run1", _evaluation(True), model_uri, train_data_uri="/data/run1/train.parquet")
     assert res == RegisterResult(
-        model_name=NAME, version="1", promoted=True, reused=False, champion_version="1", previous_version=None,
+        model_name=NAME,
+        version="1",
+        promoted=True,
+        reused=False,
+        champion_version="1",
+        previous_version=None,
         model_version_uri=f"models:/{NAME}/1",
         registration_uri=str(tmp_path / "out" / "run1" / "register" / "registration.json"),
     )
@@ -150,7 +155,7 @@ def test_retry_after_a_crash_between_the_alias_moves(
     _register(cfg, tmp_path, "run1", _evaluation(True), model_uri)
     real = MlflowClient.set_registered_model_alias
 
-    def crash_on_champion(self, name, alias, version):  # noqa: ANN001
+    def crash_on_champion(self, name, alias, version):
         if alias == registry.CHAMPION:
             raise RuntimeError("worker lost")
         return real(self, name, alias, version)
@@ -183,8 +188,13 @@ def test_promotion_over_a_champion_that_moved_since_evaluation_is_refused(cfg, t
 
 
 def test_version_tags(cfg, tmp_path: Path, model_uri: str) -> None:
-    extra = {"window_start": "2025-03-01", "window_end": "2025-06-01", "text_drift_score": "0.71",
-             "trigger": "drift", "pipeline_run_id": "spoofed"}
+    extra = {
+        "window_start": "2025-03-01",
+        "window_end": "2025-06-01",
+        "text_drift_score": "0.71",
+        "trigger": "drift",
+        "pipeline_run_id": "spoofed",
+    }
     _register(cfg, tmp_path, "run1", _evaluation(True), model_uri, tags=extra, train_data_uri="/data/train.parquet")
     tags = _client(cfg).get_model_version(NAME, "1").tags
     assert tags[tracking.TAG_RUN] == "run1"  # the idempotency key cannot be overridden by the caller
@@ -216,8 +226,12 @@ def test_evaluate_then_register_end_to_end(cfg, tmp_path: Path) -> None:
     def cycle(run_id: str, challenger_uri: str) -> tuple[EvaluateResult, RegisterResult]:
         champion = registry.get_champion(cfg)
         ev = evaluate.run(
-            cfg, test_uri=test_uri, challenger_uri=challenger_uri, champion_uri=champion.model_uri,
-            champion_version=champion.version, out_dir=str(tmp_path / "out" / run_id / "evaluate"),
+            cfg,
+            test_uri=test_uri,
+            challenger_uri=challenger_uri,
+            champion_uri=champion.model_uri,
+            champion_version=champion.version,
+            out_dir=str(tmp_path / "out" / run_id / "evaluate"),
             pipeline_run_id=run_id,
         )
         reg = _register(cfg, tmp_path, run_id, ev, challenger_uri, tags={"trigger": "manual"})

@@ -73,16 +73,16 @@ def test_clean_window_passes(vcfg, tmp_path: Path) -> None:
 
     res = _run(vcfg, uris, out)
 
-    assert res.success and res.expectations_evaluated == 9 and res.expectations_failed == 0
+    assert res.success and res.expectations_evaluated == 10 and res.expectations_failed == 0
     assert res.rows_validated == 60 and res.rows_quarantined == 0 and res.quarantine_uri is None
     assert res.result_uri == str(out / "validation_result.json")
     assert res.data_docs_uri == str(out / "data_docs" / "index.html")
     assert (out / "_SUCCESS").is_file() and not (out / "_FAILED").exists()
     assert not (out / "quarantine.parquet").exists()
     report = json.loads(Path(res.result_uri).read_text())
-    assert report["success"] is True and report["expectations_evaluated"] == 9
+    assert report["success"] is True and report["expectations_evaluated"] == 10
     suites = {r["meta"]["active_batch_definition"]["data_asset_name"] for r in report["validation_results"]}
-    assert suites == {"curated_rows", "label_counts"}
+    assert suites == {"curated_rows", "label_counts", "pii_scan"}
     docs = Path(res.data_docs_uri)
     assert docs.is_file() and list((out / "data_docs" / "validations").rglob("*.html"))
     assert not list(out.parent.glob(".validate.tmp-*"))  # nothing staged is left behind
@@ -91,7 +91,7 @@ def test_clean_window_passes(vcfg, tmp_path: Path) -> None:
     run = client.get_run(res.mlflow_run_id)
     assert run.info.status == "FINISHED"
     assert run.data.tags["pipeline_run_id"] == "validate_test__r1" and run.data.tags["step"] == "validate"
-    assert run.data.metrics["expectations_evaluated"] == 9 and run.data.metrics["expectations_failed"] == 0
+    assert run.data.metrics["expectations_evaluated"] == 10 and run.data.metrics["expectations_failed"] == 0
     assert [f.path for f in client.list_artifacts(res.mlflow_run_id, "validation")] == [
         "validation/validation_result.json"
     ]
@@ -141,6 +141,10 @@ def _rare_class(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
+def _single_class(df: pd.DataFrame) -> pd.DataFrame:
+    return df.assign(label="order_status")
+
+
 def _missing_column(df: pd.DataFrame) -> pd.DataFrame:
     return df.drop(columns=["label"])
 
@@ -150,12 +154,26 @@ def _too_few_rows(df: pd.DataFrame) -> pd.DataFrame:
 
 
 FAILURES: dict[str, tuple[Callable[[pd.DataFrame], pd.DataFrame], list[str]]] = {
-    "unknown_label": (_unknown_label, ["expect_column_values_to_be_in_set(label", "3 unexpected values", "'refnd' x3"]),
+    "unknown_label": (
+        _unknown_label,
+        [
+            "expect_column_values_to_be_in_set(label",
+            "3 rows with 1 new label(s) {'refnd': 3}",
+            "add them to validate.labels in your config and start a new run",
+        ],
+    ),
     "text_too_long": (
         _too_long,
         ["expect_column_value_lengths_to_be_between(text, min=3, max=1000)", "lengths [1200]"],
     ),
-    "pii_left": (_pii, ["expect_column_values_to_not_match_regex_list(text", "PII left", "'email': 1", "'phone': 1"]),
+    "pii_left": (
+        _pii,
+        ["expect_column_values_to_be_null(pii_scan.pii", "1 rows with PII left", "'text:email': 1", "'text:phone': 1"],
+    ),
+    "single_class": (
+        _single_class,
+        ["expect_column_unique_value_count_to_be_between(label, min=2) observed 1 distinct label(s) ['order_status']"],
+    ),
     "duplicate_share": (
         _duplicates,
         ["expect_column_proportion_of_unique_values_to_be_between(text, min=0.95)", "observed 0.85", "0.150"],
@@ -199,16 +217,16 @@ def test_quarantine_names_rows_and_reasons_without_leaking_pii(vcfg, tmp_path: P
     uris = _write(_rare_class(_pii(_too_long(_unknown_label(_window())))), tmp_path / "curated")
     out = tmp_path / "run" / "validate"
 
-    with pytest.raises(DataValidationError, match="4 of 9 expectations failed"):
+    with pytest.raises(DataValidationError, match="4 of 10 expectations failed"):
         _run(vcfg, uris, out, run_id="validate_test__quarantine")
 
     q = pd.read_parquet(out / "quarantine.parquet")
     reasons = dict(zip(q["example_id"], q["reason"], strict=True))
     assert set(reasons) == {"ex003", "ex004", "ex005", "ex006", "ex007", "ex009"}
-    assert reasons["ex003"].startswith("expect_column_values_to_be_in_set(label): 'refnd'")
+    assert reasons["ex003"].startswith("expect_column_values_to_be_in_set(label): label 'refnd' is not in validate")
     assert "label 'refnd' has 3 rows" not in reasons["ex003"]  # 3 >= min 2: not a rare class
     assert reasons["ex004"] == "expect_column_value_lengths_to_be_between(text, min=3, max=1000): length 1200"
-    assert reasons["ex005"] == "expect_column_values_to_not_match_regex_list(text): PII email,phone"
+    assert reasons["ex005"] == "expect_column_values_to_be_null(pii_scan.pii): PII text:email,text:phone"
     assert (
         reasons["ex007"]
         == "expect_column_values_to_be_between(label_counts.rows, min=2): label 'price_match' has 1 rows"
@@ -222,7 +240,19 @@ def test_quarantine_names_rows_and_reasons_without_leaking_pii(vcfg, tmp_path: P
     for path in travels:
         text = path.read_text()
         assert EMAIL not in text and PHONE not in text, path
-    assert "[PII:email]" in (out / "validation_result.json").read_text()
+    assert "text:email" in (out / "validation_result.json").read_text()
+
+
+def test_new_labels_are_counted_over_the_whole_window(vcfg, tmp_path: Path) -> None:
+    df = _window(600)
+    df.loc[df.index % 2 == 0, "label"] = "warranty_claim"  # 300 rows: more than any GX sample
+    df.loc[df.index % 10 == 1, "label"] = "jane@example.com"
+    uris = _write(df, tmp_path / "curated")
+    with pytest.raises(DataValidationError) as exc:
+        _run(vcfg, uris, tmp_path / "run" / "validate", run_id="validate_test__true_counts")
+    message = str(exc.value)
+    assert "360 rows with 2 new label(s) {'warranty_claim': 300, '[PII:email]': 60}" in message
+    assert "jane@" not in message and "\n" not in message
 
 
 def test_failed_validation_is_redone_on_retry(vcfg, tmp_path: Path) -> None:

@@ -1,0 +1,169 @@
+"""Personal data in free text: find it and replace it with a placeholder token.
+
+``scrub_pii`` is the one definition of what counts as personal data in a message: ingest scrubs
+every persisted string column with it, the validate step checks with :func:`find_pii` that nothing
+is left, and the served model applies it to its input, so serving sees what training saw.
+
+Each kind is a *candidate* regex plus, where a library can decide better than a pattern, a
+validator: IBANs must pass their ISO 13616 checksum (python-stdnum), IP addresses must parse
+(``ipaddress``), phone numbers must be possible numbers for their country (phonenumbers), so an
+epoch timestamp such as ``1735689600`` is not a phone number.
+
+Every pattern runs in linear time (a test feeds each one a megabyte of adversarial text): the only
+unbounded pattern, the email's local part, may start only where a run of local-part characters
+starts, so no start position rescans a run; every other pattern has bounded repetitions.
+
+Light module: stdlib, phonenumbers and python-stdnum only.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+# Order matters: a match is replaced by its token before the next kind runs, so the more specific
+# kinds go first: an email may hold digits, an IBAN holds card-shaped digit groups, an IP address
+# holds phone-shaped groups, and "123-4567890" (order) is phone-shaped.
+KINDS = ("email", "iban", "ip", "card", "order_number", "phone")
+PII_TOKENS: dict[str, str] = {
+    "email": "[EMAIL]",
+    "iban": "[IBAN]",
+    "ip": "[IP]",
+    "card": "[CARD]",
+    "order_number": "[ORDER]",
+    "phone": "[PHONE]",
+}
+DEFAULT_PHONE_REGION = "US"
+
+_LOCAL = r"A-Za-z0-9._%+\-"
+_EMAIL = rf"(?<![{_LOCAL}])[{_LOCAL}]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{{2,63}}(?![A-Za-z0-9\-])"
+# two letters, two check digits, then 11 to 30 letters or digits in groups of four (spaces allowed
+# between groups); the checksum decides
+_IBAN = r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{2}(?: ?[A-Za-z0-9]{4}){2,7}(?: ?[A-Za-z0-9]{1,4})?(?![A-Za-z0-9])"
+_IPV4 = r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?!\w|\.\d)"
+_IPV6 = r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:(?:\d{1,3}\.){3}\d{1,3}|[0-9A-Fa-f]{1,4})?(?![\w:])"
+# 13-16 digits as four-digit groups (space or dash between groups, or none), or Amex-style 4-6-5
+_CARD = r"(?<![\w-])(?:\d{4}[ -]?\d{6}[ -]?\d{5}|(?:\d{4}[ -]?){3}\d{1,4})(?![\w-])"
+# "#A1234567", "# 12345678", "A1234567", "AB-12345678", "123-4567890" (and "123-4567890-1234567")
+_ORDER = (
+    r"(?:#\s?[A-Za-z]{0,3}-?\d{5,12}(?!\w)"
+    r"|(?<![\w-])[A-Za-z]{1,3}-?\d{7,12}(?![\w-])"
+    r"|(?<![\w-])\d{3}-\d{7}(?:-\d{7})?(?![\w-]))"
+)
+# "(415) 555-0134", "415-555-0134", "415.555.0134", "4155550134", "+1 415 555 0134",
+# "+44 20 7946 0958"; the look-arounds keep "$45.99", "2 items", "size 10" and dates out
+_PHONE = r"(?<![\w+.$-])(?:\+\d{1,3}[ .-]?)?(?:\(\d{2,4}\)|\d{2,4})[ .-]?\d{3,4}[ .-]?\d{4}(?!\w|[.-]\d)"
+
+
+def _valid_iban(candidate: str) -> bool:
+    from stdnum import iban
+
+    return bool(iban.is_valid(candidate.replace(" ", "").upper()))
+
+
+def _valid_ip(candidate: str) -> bool:
+    try:
+        ipaddress.ip_address(candidate)
+    except ValueError:
+        return False
+    return any(ch.isalnum() for ch in candidate)  # not a bare "::"
+
+
+_NANP = re.compile(r"[2-9]\d{2}[2-9]\d{6}")
+
+
+def _valid_phone(candidate: str, region: str = DEFAULT_PHONE_REGION) -> bool:
+    """A possible number for its country (libphonenumber). A bare run of digits must also be a valid
+    number, or fit the North American plan (area code and exchange start with 2-9): libphonenumber's
+    "possible" is only a length check there, and epoch seconds (``1735689600``) have the length."""
+    import phonenumbers
+
+    try:
+        number = phonenumbers.parse(candidate, None if candidate.startswith("+") else region)
+    except phonenumbers.NumberParseException:
+        return False
+    if not phonenumbers.is_possible_number(number):
+        return False
+    if not candidate.isdigit() or phonenumbers.is_valid_number(number):
+        return True
+    return number.country_code != 1 or bool(_NANP.fullmatch(str(number.national_number)))
+
+
+@dataclass(frozen=True)
+class _Kind:
+    name: str
+    pattern: re.Pattern[str]
+    accept: Callable[[str], bool] | None = None
+
+
+_IP_PATTERN = re.compile(f"{_IPV6}|{_IPV4}")
+PII_KINDS: tuple[_Kind, ...] = (
+    _Kind("email", re.compile(_EMAIL)),
+    _Kind("iban", re.compile(_IBAN), _valid_iban),
+    _Kind("ip", _IP_PATTERN, _valid_ip),
+    _Kind("card", re.compile(_CARD)),
+    _Kind("order_number", re.compile(_ORDER)),
+    _Kind("phone", re.compile(_PHONE), _valid_phone),
+)
+PII_PATTERNS: dict[str, re.Pattern[str]] = {k.name: k.pattern for k in PII_KINDS}
+_TOKEN_RX = re.compile("|".join(re.escape(t) for t in PII_TOKENS.values()))
+
+
+def _sub(kind: _Kind, s: str) -> tuple[str, int]:
+    count = 0
+
+    def replace(m: re.Match[str]) -> str:
+        nonlocal count
+        if kind.accept is not None and not kind.accept(m.group(0)):
+            return m.group(0)
+        count += 1
+        return PII_TOKENS[kind.name]
+
+    return kind.pattern.sub(replace, s), count
+
+
+def scrub_pii(s: str) -> tuple[str, dict[str, int]]:
+    """``s`` with every PII match replaced by its token (``[EMAIL]``, ``[IBAN]``, ``[IP]``, ``[CARD]``,
+    ``[ORDER]``, ``[PHONE]``), and the number of replacements per kind (every kind, zeros included)."""
+    counts: dict[str, int] = {}
+    for kind in PII_KINDS:
+        s, counts[kind.name] = _sub(kind, s)
+    return s, counts
+
+
+def find_pii(s: str) -> list[tuple[str, str]]:
+    """Every ``(kind, matched text)`` in ``s``, found as :func:`scrub_pii` would replace them in turn;
+    empty when ``s`` is clean."""
+    found: list[tuple[str, str]] = []
+    for kind in PII_KINDS:
+        for m in kind.pattern.finditer(s):
+            if kind.accept is None or kind.accept(m.group(0)):
+                found.append((kind.name, m.group(0)))
+        s, _ = _sub(kind, s)
+    return found
+
+
+def pii_kinds(s: object) -> list[str]:
+    """The distinct PII kinds in ``s`` (a non-string has none), in :data:`KINDS` order."""
+    if not isinstance(s, str):
+        return []
+    seen = {kind for kind, _ in find_pii(s)}
+    return [k for k in KINDS if k in seen]
+
+
+def mask_pii(s: str) -> str:
+    """``s`` with PII replaced by ``[PII:<kind>]``: for reports that must say what was found, not what it was."""
+    for kind in PII_KINDS:
+
+        def mask(m: re.Match[str], k: _Kind = kind) -> str:
+            return m.group(0) if k.accept is not None and not k.accept(m.group(0)) else f"[PII:{k.name}]"
+
+        s = kind.pattern.sub(mask, s)
+    return s
+
+
+def is_token(s: str) -> bool:
+    """True when ``s`` holds a placeholder token (text that was scrubbed)."""
+    return bool(_TOKEN_RX.search(s))
