@@ -142,7 +142,9 @@ class FinetuneConfig(Section):
     early_stopping_patience: int = Field(1, ge=0, description="Epochs without val macro-F1 gain before stopping.")
     freeze_embeddings: bool = Field(True, description="Keep the embedding layer frozen.")
     freeze_layers: int = Field(2, ge=0, description="Number of lowest encoder layers kept frozen.")
-    max_train_rows: int | None = Field(None, ge=1, description="Cap on training rows (sampled, stratified).")
+    max_train_rows: int | None = Field(
+        None, ge=1, description="Cap on new training rows (stratified; every class keeps validate.min_rows_per_class)."
+    )
     seed: int = Field(42, description="Seed of sampling, head initialisation and batch order.")
     num_threads: int | None = Field(None, ge=1, description="torch threads; default: all cores.")
 

@@ -59,6 +59,8 @@ def _bound_http(cfg: PipelineConfig) -> None:
     os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(t.http_max_retries)
     os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(t.http_timeout_s)
     os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = str(t.http_backoff_factor)
+    # urllib3 logs a multi-line warning per retry; the one-line TrackingError says it all
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
 
 
 def configure(cfg: PipelineConfig) -> str:

@@ -32,10 +32,9 @@ def test_every_command_has_help(cmd: list[str]) -> None:
     assert "Usage" in res.output
 
 
-def _json(output: str) -> dict:
-    """The command's JSON result; log lines may surround it in the captured output."""
-    start = output.find('{\n  "')  # json.dumps(indent=2): only the top level starts like this
-    return json.JSONDecoder().raw_decode(output[start:])[0]
+def _json(res) -> dict:
+    """stdout is the command's JSON result and nothing else (logs and progress go to stderr)."""
+    return json.loads(res.stdout)
 
 
 def _env(cfg) -> dict[str, str]:
@@ -58,28 +57,38 @@ def _env(cfg) -> dict[str, str]:
 def test_config_prints_resolved_values(cfg) -> None:
     res = runner.invoke(app, ["config", "--section", "evaluate"], env={"RETRAIN_EVALUATE__ALPHA": "0.01"})
     assert res.exit_code == 0, res.output
-    assert _json(res.output)["alpha"] == 0.01
+    assert _json(res)["alpha"] == 0.01
+    assert res.stderr == ""
+
+
+def test_config_warns_about_an_explicitly_null_gate_threshold() -> None:
+    res = runner.invoke(app, ["config", "--section", "evaluate"], env={"RETRAIN_EVALUATE__ALPHA": "null"})
+    assert res.exit_code == 0, res.output
+    assert _json(res)["alpha"] is None
+    assert res.stderr.strip() == (
+        "warning: evaluate.alpha is null: a challenger over a champion is never promoted (the gate fails closed)"
+    )
 
 
 def test_unknown_config_key_is_one_line_error() -> None:
     res = runner.invoke(app, ["champion"], env={"RETRAIN_FINETUNE__EPOCHZ": "2"})
     assert res.exit_code == 1
-    assert "unknown key 'finetune.epochz'" in res.output
-    assert "Traceback" not in res.output
+    assert "unknown key 'finetune.epochz'" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and res.stdout == ""
 
 
 def test_empty_landing_folder_is_named_and_nothing_written(cfg) -> None:
     cfg.landing_dir_path.mkdir(parents=True)
     res = runner.invoke(app, ["ingest", "--run-id", "e1"], env=_env(cfg))
     assert res.exit_code == 1
-    assert str(cfg.landing_dir_path) in res.output and "no" in res.output
+    assert res.stderr.strip() == f"error: landing folder {cfg.landing_dir_path} holds no csv/jsonl/parquet files"
     assert not list(Path(cfg.artifact_root_uri).glob("cli__e1/ingest*"))
 
 
 def test_step_before_its_input_names_the_missing_step(cfg) -> None:
     res = runner.invoke(app, ["validate", "--run-id", "never"], env=_env(cfg))
     assert res.exit_code == 1
-    assert "retrain ingest --run-id never" in res.output
+    assert "retrain ingest --run-id never" in res.stderr and len(res.stderr.strip().splitlines()) == 1
 
 
 def test_steps_chain_by_run_id_and_register_a_model(cfg) -> None:
@@ -97,9 +106,75 @@ def test_steps_chain_by_run_id_and_register_a_model(cfg) -> None:
         extra = ["--force-retrain"] if step == "ingest" else []
         res = runner.invoke(app, [step, "--run-id", "c1", *extra], env=env)
         assert res.exit_code == 0, f"{step}: {res.output[-2000:]}"
-        outputs[step] = _json(res.output)
+        outputs[step] = _json(res)
     assert outputs["drift"]["has_reference"] is False
-    assert outputs["register"]["version"] == "1"
+    assert outputs["evaluate"]["promote"] is True  # a first model over a floor of 0.01
+    assert outputs["register"]["version"] == "1" and outputs["register"]["promoted"] is True
     res = runner.invoke(app, ["champion"], env=env)
-    champ = _json(res.output)
-    assert champ["version"] == ("1" if outputs["evaluate"]["promote"] else None)
+    assert _json(res)["version"] == "1"
+    # register was the run's last step: its files are consumed, so the same window is nothing to do
+    again = runner.invoke(app, ["ingest", "--run-id", "c2"], env=env)
+    assert again.exit_code == 3 and again.stdout == ""
+    assert again.stderr.startswith("nothing to do: landing folder ") and "all ingested already" in again.stderr
+
+
+def test_run_prints_json_only_on_stdout_and_a_failed_run_consumes_nothing(cfg) -> None:
+    env = _env(cfg)
+    from pipeline.data import simulator
+
+    simulator.write_landing(
+        cfg.simulator.model_copy(update={"messages_per_day": 10}),
+        cfg.landing_dir_path,
+        start=date(2025, 1, 1),
+        end=date(2025, 1, 14),
+    )
+    # an unknown label fails validation: nothing is consumed, and the message says what to do
+    bad = runner.invoke(
+        app, ["run", "--run-id", "v1", "--force-retrain"], env={**env, "RETRAIN_VALIDATE__LABELS": '["order_status"]'}
+    )
+    assert bad.exit_code == 1 and bad.stdout == ""
+    line = bad.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: validate:") and "add them to validate.labels" in line
+    # after the fix, a new run id reads the same window again, trains (progress on stderr), commits
+    res = runner.invoke(app, ["run", "--run-id", "v2", "--force-retrain"], env=env)
+    assert res.exit_code == 0, res.output[-2000:]
+    out = _json(res)  # the whole of stdout is one JSON document
+    assert out["ingest"]["files"] == ["support_2025-01-01.jsonl", "support_2025-01-08.jsonl"]
+    assert out["register"]["promoted"] is True and out["watermark_committed"] == 2
+    assert "finetune epoch" in res.stderr
+    again = runner.invoke(app, ["run", "--run-id", "v3"], env=env)
+    assert again.exit_code == 3 and again.stderr.startswith("nothing to do:")
+
+
+def test_a_null_gate_threshold_is_said_at_the_start_of_a_run(cfg) -> None:
+    env = {**_env(cfg), "RETRAIN_EVALUATE__MAX_CLASS_F1_DROP": "null"}
+    cfg.landing_dir_path.mkdir(parents=True)
+    res = runner.invoke(app, ["run", "--run-id", "n1"], env=env)
+    assert res.stderr.splitlines()[0] == (
+        "WARNING pipeline.flow: evaluate.max_class_f1_drop is null: a challenger over a champion is never "
+        "promoted (the gate fails closed)"
+    )
+
+
+def test_an_unreachable_tracking_server_is_one_line_naming_it(cfg) -> None:
+    env = {
+        **_env(cfg),
+        "RETRAIN_TRACKING__TRACKING_URI": "http://127.0.0.1:9",
+        "RETRAIN_TRACKING__HTTP_MAX_RETRIES": "1",
+    }
+    res = runner.invoke(app, ["champion"], env=env)
+    assert res.exit_code == 1 and res.stdout == ""
+    assert len(res.stderr.strip().splitlines()) == 1
+    assert res.stderr.startswith("error: MLflow tracking store http://127.0.0.1:9 cannot be reached")
+
+
+def test_an_unexpected_error_is_one_line_too(cfg, monkeypatch) -> None:
+    from pipeline import flow
+
+    def boom(cfg):
+        raise KeyError("surprise")
+
+    monkeypatch.setattr(flow, "champion", boom)
+    res = runner.invoke(app, ["champion"], env=_env(cfg))
+    assert res.exit_code == 1
+    assert res.stderr.strip() == "error: unexpected KeyError: 'surprise' (RETRAIN_DEBUG=1 shows the traceback)"

@@ -10,15 +10,63 @@ from pipeline.errors import ConfigError
 
 def test_committed_defaults_load_and_fill_paths_under_home(tmp_path: Path) -> None:
     cfg = load_config(home=str(tmp_path))
-    assert cfg.evaluate.alpha == 0.05  # from configs/default.yaml
+    assert cfg.evaluate.alpha == 0.05  # the typed default
     assert cfg.tracking_uri == f"sqlite:///{tmp_path / 'mlflow.db'}"
     assert cfg.artifact_root_uri == str(tmp_path / "artifacts")
     assert cfg.landing_dir_path == tmp_path / "landing"
 
 
-def test_typed_defaults_fail_closed_without_yaml() -> None:
+def test_the_typed_config_holds_every_default_and_the_yaml_holds_none() -> None:
+    import yaml
+
+    from pipeline.config import DEFAULT_CONFIG_PATH
+
+    assert yaml.safe_load(DEFAULT_CONFIG_PATH.read_text()) == {}
     cfg = PipelineConfig()
-    assert cfg.evaluate.alpha is None and cfg.evaluate.first_model_min_macro_f1 is None
+    assert cfg.evaluate.alpha == 0.05 and cfg.evaluate.first_model_min_macro_f1 == 0.6
+    assert (cfg.finetune.batch_size, cfg.finetune.learning_rate, cfg.finetune.freeze_layers) == (16, 2e-4, 2)
+    assert cfg.drift.text_drift_threshold == 0.65 and cfg.ingest.split.test_fraction == 0.25
+    assert cfg.gate_warnings() == []
+
+
+def test_a_user_yaml_layers_over_the_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    y = tmp_path / "my.yaml"
+    y.write_text("ingest:\n  columns: {text: body, label: intent, timestamp: created_at, segment: plan}\n")
+    monkeypatch.setenv("RETRAIN_CONFIG", str(y))
+    cfg = load_config()
+    assert cfg.ingest.columns.text == "body"
+    assert cfg.ingest.columns.timestamp == "created_at" and cfg.ingest.split.test_fraction == 0.25
+    assert cfg.evaluate.alpha == 0.05 and cfg.evaluate.max_class_f1_drop == 0.10  # the gate stays configured
+    assert cfg.gate_warnings() == []
+
+
+def test_an_explicit_null_threshold_fails_closed_and_says_so(tmp_path: Path, monkeypatch) -> None:
+    y = tmp_path / "c.yaml"
+    y.write_text("evaluate: {alpha: null}\n")
+    cfg = load_config(y)
+    assert cfg.evaluate.alpha is None
+    assert cfg.gate_warnings() == [
+        "evaluate.alpha is null: a challenger over a champion is never promoted (the gate fails closed)"
+    ]
+    monkeypatch.setenv("RETRAIN_EVALUATE__FIRST_MODEL_MIN_MACRO_F1", "null")
+    assert load_config().gate_warnings() == [
+        "evaluate.first_model_min_macro_f1 is null: a first model is never promoted (the gate fails closed)"
+    ]
+
+
+def test_readme_config_table_is_generated_from_the_typed_config() -> None:
+    from pipeline.config import REPO_ROOT
+    from pipeline.config_doc import render_table, replace_block
+
+    readme = (REPO_ROOT / "README.md").read_text()
+    assert replace_block(readme, render_table()) == readme, "run: make docs"
+    assert "| `finetune.batch_size` | `16` |" in readme and "| `evaluate.alpha` | `0.05` |" in readme
+
+
+def test_every_config_key_is_described() -> None:
+    from pipeline.config_doc import _rows
+
+    assert [key for key, _, meaning in _rows(PipelineConfig) if not meaning] == []
 
 
 def test_environment_beats_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -68,8 +116,10 @@ def test_split_must_leave_training_rows() -> None:
 
 
 def test_config_is_frozen() -> None:
+    from pydantic import ValidationError
+
     cfg = load_config()
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         cfg.finetune.epochs = 7  # type: ignore[misc]
 
 

@@ -119,3 +119,15 @@ def test_log_refuses_a_folder_without_label_map(tiny_model_dir: Path) -> None:
 
     with pytest.raises(FileNotFoundError, match="intent_model.json"):
         log_intent_model(tiny_model_dir)
+
+
+def test_the_served_model_cleans_its_input_as_ingest_cleaned_the_training_text(intent_dir: Path) -> None:
+    from pipeline.data.text import clean_text
+    from pipeline.modeling.pyfunc import IntentClassifier
+
+    clf = IntentClassifier()
+    clf.load_context(SimpleNamespace(artifacts={"hf_model": str(intent_dir)}))
+    raw = ["  where\u200b is my   order?  mail jane.doe@example.com", "call +1 415 555 0134 about order #A1234567"]
+    cleaned = [clean_text(t, max_chars=1000)[0] for t in raw]
+    assert cleaned == ["where is my order? mail [EMAIL]", "call [PHONE] about order [ORDER]"]
+    pd.testing.assert_frame_equal(clf.predict(None, raw), clf.predict(None, cleaned))

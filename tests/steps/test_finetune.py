@@ -290,3 +290,115 @@ def test_stratified_sample_keeps_label_shares_and_is_seeded() -> None:
     assert len(stratified_sample(df, 7, seed=1)) == 7
     assert len(stratified_sample(df, 500, seed=1)) == 100
     assert label_order(["z", "a"], {"a", "q", "b", "z"}) == ["z", "a", "b", "q"]
+
+
+def test_a_cap_keeps_every_class_with_at_least_min_rows_per_class() -> None:
+    from pipeline.steps.finetune import stratified_sample
+
+    df = pd.DataFrame({"label": ["a"] * 300 + ["b"] * 100 + ["rare"] * 3, "text": [str(i) for i in range(403)]})
+    capped = stratified_sample(df, 40, seed=1, min_per_class=3)
+    counts = capped["label"].value_counts().to_dict()
+    assert counts["rare"] == 3  # with shares alone it would get round(40 * 3 / 403) = 0
+    assert len(capped) == 40 and counts["a"] > counts["b"] > 3
+    assert stratified_sample(df, 40, seed=1)["label"].value_counts().get("rare", 0) == 0  # the old behaviour
+
+
+def test_a_capped_rare_class_is_still_trained_on(fcfg, tmp_path: Path) -> None:
+    frame = pd.concat(
+        [make_frame(L3[:2], 200, seed=1, prefix="t"), make_frame(["account_access"], 3, seed=3, prefix="r")]
+    )
+    data = {
+        "train_uri": write(frame, tmp_path / "in" / "train.parquet"),
+        "val_uri": write(make_frame(L3, 30, seed=2, prefix="v"), tmp_path / "in" / "val.parquet"),
+    }
+    result = _run(fcfg(epochs=1, max_train_rows=30), data, tmp_path / "out", "p-rare-cap")
+    trained = pd.read_parquet(result.train_data_uri)
+    assert trained["label"].value_counts()["account_access"] == 3
+    assert set(result.labels) == set(L3)
+
+
+def test_labels_the_new_rows_lack_are_replayed_even_without_a_replay_share(fcfg, tmp_path: Path) -> None:
+    data = {
+        "train_uri": write(make_frame(L3[:2], 60, seed=1, prefix="t"), tmp_path / "in" / "train.parquet"),
+        "val_uri": write(make_frame(L3[:2], 20, seed=2, prefix="v"), tmp_path / "in" / "val.parquet"),
+    }
+    pool = write(make_frame(L3, 60, seed=4, prefix="old"), tmp_path / "champion" / "train_data.parquet")
+    result = _run(fcfg(epochs=1, replay_fraction=0.0), data, tmp_path / "out", "p-cover", replay_uri=pool)
+    trained = pd.read_parquet(result.train_data_uri)
+    assert trained["label"].value_counts()["account_access"] == 3  # validate.min_rows_per_class
+    assert result.replay_rows == 3 and "account_access" in result.labels
+
+
+def test_a_challenger_that_would_lose_a_label_is_never_trained(fcfg, tmp_path: Path) -> None:
+    data = {
+        "train_uri": write(make_frame(L3[:2], 60, seed=1, prefix="t"), tmp_path / "in" / "train.parquet"),
+        "val_uri": write(make_frame(L3[:2], 20, seed=2, prefix="v"), tmp_path / "in" / "val.parquet"),
+    }
+    # the champion's training data knows account_access, but every such row is already in the new data
+    pool = make_frame(L3, 30, seed=4, prefix="old")
+    pool.loc[pool["label"] == "account_access", "example_id"] = [f"t-{i}" for i in range(10)]
+    pool_uri = write(pool, tmp_path / "champion" / "train_data.parquet")
+    with pytest.raises(TrainingError, match=r"would lose label\(s\) \['account_access'\]"):
+        _run(fcfg(epochs=1), data, tmp_path / "out", "p-lose", replay_uri=pool_uri)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_single_label_training_set_is_refused(fcfg, tmp_path: Path) -> None:
+    data = {
+        "train_uri": write(make_frame(L3[:1], 30, seed=1, prefix="t"), tmp_path / "in" / "train.parquet"),
+        "val_uri": write(make_frame(L3[:1], 10, seed=2, prefix="v"), tmp_path / "in" / "val.parquet"),
+    }
+    with pytest.raises(TrainingError, match=r"hold 1 label\(s\) \['order_status'\]; a classifier needs at least 2"):
+        _run(fcfg(epochs=1), data, tmp_path / "out", "p-one")
+
+
+KILLED_ATTEMPT = """
+import sys, time
+from pipeline.config import load_config
+from pipeline.steps import finetune
+finetune._train = lambda *a, **k: time.sleep(600)  # hang inside training until killed
+cfg = load_config(home=sys.argv[1], finetune={"base_model": sys.argv[2], "epochs": 1})
+finetune.run(cfg, train_uri=sys.argv[3], val_uri=sys.argv[4], out_dir=sys.argv[5], pipeline_run_id="p-killed")
+"""
+
+
+def test_a_killed_attempt_leaves_no_debris_after_the_next_one(
+    fcfg, data, tmp_path: Path, mlflow_home, tiny_model_dir
+) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            KILLED_ATTEMPT,
+            str(mlflow_home),
+            str(tiny_model_dir),
+            data["train_uri"],
+            data["val_uri"],
+            str(out),
+        ]
+    )
+    cfg = fcfg(epochs=1)
+    client = _client(cfg)
+    exp = client.get_experiment_by_name(cfg.tracking.experiment_name).experiment_id
+    query = "tags.pipeline_run_id = 'p-killed' and tags.step = 'finetune'"
+    deadline = time.time() + 120
+    while time.time() < deadline and not client.search_runs([exp], query):
+        assert proc.poll() is None, "the attempt ended on its own"
+        time.sleep(0.5)
+    time.sleep(1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert list(tmp_path.glob(".out.tmp-*")), "the killed attempt left its staging folder"
+    [stale] = client.search_runs([exp], query)
+    assert stale.info.status == "RUNNING"
+
+    result = _run(cfg, data, out, "p-killed")  # the next attempt
+    assert (out / "_SUCCESS").is_file() and not list(tmp_path.glob(".out.tmp-*"))
+    assert client.get_run(stale.info.run_id).info.status == "FAILED"
+    assert client.get_run(result.mlflow_run_id).info.status == "FINISHED"
