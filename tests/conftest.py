@@ -47,9 +47,10 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         url = SERVICES[name]
         if _reachable(url):
             continue
-        reason = f"{name} is not reachable at {urlsplit(url).netloc} (start it, or set its RETRAIN_TEST_* URL)"
+        where = urlsplit(url)
+        reason = f"{name} at {where.hostname}:{where.port} is not reachable (start it, or set its RETRAIN_TEST_* URL)"
         if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI=true requires {reason}", pytrace=False)
+            pytest.fail(f"CI=true requires every service: {reason}", pytrace=False)
         pytest.skip(reason)
 
 
