@@ -54,6 +54,14 @@ def _env(cfg) -> dict[str, str]:
     }
 
 
+def _landing(cfg, end: date) -> None:
+    from pipeline.data import simulator
+
+    simulator.write_landing(
+        cfg.simulator.model_copy(update={"messages_per_day": 10}), cfg.landing_dir_path, start=date(2025, 1, 1), end=end
+    )
+
+
 def test_config_prints_resolved_values(cfg) -> None:
     res = runner.invoke(app, ["config", "--section", "evaluate"], env={"RETRAIN_EVALUATE__ALPHA": "0.01"})
     assert res.exit_code == 0, res.output
@@ -93,14 +101,7 @@ def test_step_before_its_input_names_the_missing_step(cfg) -> None:
 
 def test_steps_chain_by_run_id_and_register_a_model(cfg) -> None:
     env = _env(cfg)
-    from pipeline.data import simulator
-
-    simulator.write_landing(
-        cfg.simulator.model_copy(update={"messages_per_day": 10}),
-        cfg.landing_dir_path,
-        start=date(2025, 1, 1),
-        end=date(2025, 1, 21),
-    )
+    _landing(cfg, date(2025, 1, 21))
     outputs = {}
     for step in ("ingest", "validate", "drift", "finetune", "evaluate", "register"):
         extra = ["--force-retrain"] if step == "ingest" else []
@@ -120,14 +121,7 @@ def test_steps_chain_by_run_id_and_register_a_model(cfg) -> None:
 
 def test_run_prints_json_only_on_stdout_and_a_failed_run_consumes_nothing(cfg) -> None:
     env = _env(cfg)
-    from pipeline.data import simulator
-
-    simulator.write_landing(
-        cfg.simulator.model_copy(update={"messages_per_day": 10}),
-        cfg.landing_dir_path,
-        start=date(2025, 1, 1),
-        end=date(2025, 1, 14),
-    )
+    _landing(cfg, date(2025, 1, 14))
     # an unknown label fails validation: nothing is consumed, and the message says what to do
     bad = runner.invoke(
         app, ["run", "--run-id", "v1", "--force-retrain"], env={**env, "RETRAIN_VALIDATE__LABELS": '["order_status"]'}

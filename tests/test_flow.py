@@ -72,3 +72,22 @@ def test_should_train(plan_kw, drift, champ, train) -> None:
 def test_plan_round_trips_through_xcom_dict() -> None:
     p = _plan(params={"force_retrain": True, "window_start": "2025-01-01"})
     assert flow.Plan.from_dict(p.to_dict()) == p
+
+
+def test_a_run_announces_every_null_gate_threshold_in_its_log(make_cfg, caplog) -> None:
+    import logging
+
+    from pipeline import flow
+
+    cfg = make_cfg(evaluate={"alpha": None, "first_model_min_macro_f1": None})
+    with caplog.at_level(logging.WARNING, logger="pipeline.flow"):
+        lines = flow.announce(cfg)
+    assert [r.getMessage() for r in caplog.records] == lines
+    assert [line.split(" is null")[0] for line in lines] == ["evaluate.alpha", "evaluate.first_model_min_macro_f1"]
+    assert flow.announce(make_cfg()) == []
+
+
+def test_commit_without_an_ingest_result_is_a_no_op(cfg) -> None:
+    from pipeline import flow
+
+    assert flow.commit(cfg, None) == 0
