@@ -111,7 +111,11 @@ PII_PATTERNS: dict[str, re.Pattern[str]] = {k.name: k.pattern for k in PII_KINDS
 _TOKEN_RX = re.compile("|".join(re.escape(t) for t in PII_TOKENS.values()))
 
 
-def _sub(kind: _Kind, s: str) -> tuple[str, int]:
+_MAX_PASSES = 4
+
+
+def _one_pass(kind: _Kind, s: str) -> tuple[str, int]:
+    """One linear pass of ``kind`` over ``s``: accepted matches replaced by the kind's token."""
     count = 0
 
     def replace(m: re.Match[str]) -> str:
@@ -124,24 +128,40 @@ def _sub(kind: _Kind, s: str) -> tuple[str, int]:
     return kind.pattern.sub(replace, s), count
 
 
-def scrub_pii(s: str) -> tuple[str, dict[str, int]]:
-    """``s`` with every PII match replaced by its token (``[EMAIL]``, ``[IBAN]``, ``[IP]``, ``[CARD]``,
-    ``[ORDER]``, ``[PHONE]``), and the number of replacements per kind (every kind, zeros included)."""
-    counts: dict[str, int] = {}
-    for kind in PII_KINDS:
-        s, counts[kind.name] = _sub(kind, s)
+def _scrub(s: str, found: list[tuple[str, str]] | None = None) -> tuple[str, dict[str, int]]:
+    """Every kind in order, round after round until a round replaces nothing (at most ``_MAX_PASSES``
+    rounds, each linear): a look-behind sees the text as it was (in ``a@b.io.c@d.io`` the second
+    address is a match only once the first is a token), and a token can complete a new match next to
+    it (``[ORDER]::a``), so one round is not always enough."""
+    counts = dict.fromkeys(KINDS, 0)
+    for _ in range(_MAX_PASSES):
+        replaced = 0
+        for kind in PII_KINDS:
+            if found is not None:
+                found.extend(
+                    (kind.name, m.group(0))
+                    for m in kind.pattern.finditer(s)
+                    if kind.accept is None or kind.accept(m.group(0))
+                )
+            s, n = _one_pass(kind, s)
+            counts[kind.name] += n
+            replaced += n
+        if not replaced:
+            break
     return s, counts
 
 
+def scrub_pii(s: str) -> tuple[str, dict[str, int]]:
+    """``s`` with every PII match replaced by its token (``[EMAIL]``, ``[IBAN]``, ``[IP]``, ``[CARD]``,
+    ``[ORDER]``, ``[PHONE]``), and the number of replacements per kind (every kind, zeros included)."""
+    return _scrub(s)
+
+
 def find_pii(s: str) -> list[tuple[str, str]]:
-    """Every ``(kind, matched text)`` in ``s``, found as :func:`scrub_pii` would replace them in turn;
+    """Every ``(kind, matched text)`` in ``s``, found as :func:`scrub_pii` replaces them in turn;
     empty when ``s`` is clean."""
     found: list[tuple[str, str]] = []
-    for kind in PII_KINDS:
-        for m in kind.pattern.finditer(s):
-            if kind.accept is None or kind.accept(m.group(0)):
-                found.append((kind.name, m.group(0)))
-        s, _ = _sub(kind, s)
+    _scrub(s, found)
     return found
 
 
@@ -154,13 +174,11 @@ def pii_kinds(s: object) -> list[str]:
 
 
 def mask_pii(s: str) -> str:
-    """``s`` with PII replaced by ``[PII:<kind>]``: for reports that must say what was found, not what it was."""
-    for kind in PII_KINDS:
-
-        def mask(m: re.Match[str], k: _Kind = kind) -> str:
-            return m.group(0) if k.accept is not None and not k.accept(m.group(0)) else f"[PII:{k.name}]"
-
-        s = kind.pattern.sub(mask, s)
+    """``s`` with PII replaced by ``[PII:<kind>]``: for reports that must say what was found, not what it
+    was. Scrubbed first, so it hides everything :func:`scrub_pii` would."""
+    s, _ = scrub_pii(s)
+    for token_kind, token in PII_TOKENS.items():
+        s = s.replace(token, f"[PII:{token_kind}]")
     return s
 
 
