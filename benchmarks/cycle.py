@@ -35,7 +35,8 @@ STEPS = ("ingest", "validate", "champion", "drift", "finetune", "evaluate", "reg
 def _setup_env(home: Path) -> Path:
     """Environment for one in-process Airflow; the DAG folder holds the project's DAGs and the twin."""
     sys.path.insert(0, str(REPO))
-    from pipeline.demo import SIZES, airflow_env
+    from pipeline.airflow_local import airflow_env
+    from pipeline.demo import SIZES
 
     dags = home / "dags"
     dags.mkdir(parents=True)
