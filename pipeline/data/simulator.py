@@ -67,16 +67,14 @@ from pipeline.data.simulator_vocab import (  # the tables: data only
     PRODUCTS,
 )
 
+# the tables read best compact: the formatter leaves them as written
+# fmt: off
 FIELDS = ("text", "label", "timestamp", "segment")
 SEGMENTS = ("mobile", "web", "business")
 SEASONS = ("winter", "spring", "summer", "autumn", "holiday")
 # (MM-DD, season starting that day); must match ScheduleConfig.season_starts (a test checks it)
 SEASON_STARTS = (
-    ("03-01", "spring"),
-    ("06-01", "summer"),
-    ("09-01", "autumn"),
-    ("11-20", "holiday"),
-    ("12-27", "winter"),
+    ("03-01", "spring"), ("06-01", "summer"), ("09-01", "autumn"), ("11-20", "holiday"), ("12-27", "winter"),
 )
 PRICE_MATCH_WINDOW = ("11-20", "12-31")
 
@@ -88,83 +86,25 @@ LABEL_NOISE = 0.03  # agents pick a neighbouring intent now and then (see _CONFU
 # ---------------------------------------------------------------- intent priors (weights, any scale)
 _PRIORS: dict[str, dict[str, float]] = {
     # late Dec - Jan: gift returns and refunds
-    "post_holiday": dict(
-        order_status=10,
-        refund_request=20,
-        return_item=23,
-        shipping_delay=7,
-        payment_problem=8,
-        account_access=8,
-        product_question=10,
-        gift_card=10,
-        price_match=4,
-    ),
-    "winter": dict(
-        order_status=18,
-        refund_request=12,
-        return_item=12,
-        shipping_delay=10,
-        payment_problem=11,
-        account_access=12,
-        product_question=20,
-        gift_card=5,
-    ),
-    "spring": dict(
-        order_status=20,
-        refund_request=9,
-        return_item=10,
-        shipping_delay=10,
-        payment_problem=10,
-        account_access=12,
-        product_question=24,
-        gift_card=5,
-    ),
-    "summer": dict(
-        order_status=19,
-        refund_request=10,
-        return_item=12,
-        shipping_delay=13,
-        payment_problem=10,
-        account_access=10,
-        product_question=21,
-        gift_card=5,
-    ),
-    "autumn": dict(
-        order_status=21,
-        refund_request=9,
-        return_item=9,
-        shipping_delay=11,
-        payment_problem=12,
-        account_access=12,
-        product_question=22,
-        gift_card=4,
-    ),
+    "post_holiday": dict(order_status=10, refund_request=20, return_item=23, shipping_delay=7, payment_problem=8,
+                         account_access=8, product_question=10, gift_card=10, price_match=4),
+    "winter": dict(order_status=18, refund_request=12, return_item=12, shipping_delay=10, payment_problem=11,
+                   account_access=12, product_question=20, gift_card=5),
+    "spring": dict(order_status=20, refund_request=9, return_item=10, shipping_delay=10, payment_problem=10,
+                   account_access=12, product_question=24, gift_card=5),
+    "summer": dict(order_status=19, refund_request=10, return_item=12, shipping_delay=13, payment_problem=10,
+                   account_access=10, product_question=21, gift_card=5),
+    "autumn": dict(order_status=21, refund_request=9, return_item=9, shipping_delay=11, payment_problem=12,
+                   account_access=12, product_question=22, gift_card=4),
     # Nov 20 - 30: Black Friday and Cyber Monday
-    "black_friday": dict(
-        order_status=16,
-        refund_request=6,
-        return_item=5,
-        shipping_delay=17,
-        payment_problem=12,
-        account_access=8,
-        product_question=14,
-        gift_card=7,
-        price_match=15,
-    ),
+    "black_friday": dict(order_status=16, refund_request=6, return_item=5, shipping_delay=17, payment_problem=12,
+                         account_access=8, product_question=14, gift_card=7, price_match=15),
     # Dec 1 - 26: everything late, gift cards as last-minute presents
-    "december": dict(
-        order_status=16,
-        refund_request=5,
-        return_item=5,
-        shipping_delay=23,
-        payment_problem=9,
-        account_access=7,
-        product_question=12,
-        gift_card=15,
-        price_match=8,
-    ),
+    "december": dict(order_status=16, refund_request=5, return_item=5, shipping_delay=23, payment_problem=9,
+                     account_access=7, product_question=12, gift_card=15, price_match=8),
 }
 _SEGMENT_PRIORS = {"default": (45, 40, 15), "holiday": (52, 38, 10)}
+# fmt: on
 
 
 # ---------------------------------------------------------------- calendar
