@@ -1,9 +1,13 @@
 """
 ### monitor
 
-Daily **ingest → validate → drift-check** of the newest landing files against the champion's
-training data. When drift is detected, the `emit_drift` task updates the `support_intent_drift`
-asset (its event carries the window and the drift scores), which starts the `retrain` DAG.
+Daily **ingest → validate → drift-check → decide** of the newest landing files. The drift check
+measures size-aware signals (text, embedding, label prior, predictions, the champion's accuracy on
+the labelled window with its CI, a CBPE estimate) against the reference data and the same season of
+the previous cycle; `decide` applies the drift policy (performance drop, k-of-m persistence,
+hysteresis, cooldown, budget) and records the decision in the drift history, with a PNG chart in
+MLflow. When the policy says retrain, `emit_drift` updates the `support_intent_drift` asset (its
+event's extra carries the window, the scores and the reasons), which starts the `retrain` DAG.
 
 Nothing is trained here; reports land in MLflow under a parent run named after this DAG run.
 """
@@ -41,25 +45,21 @@ DRIFT = drift_asset()
 )
 def monitor():
     @task(outlets=[DRIFT])
-    def emit_drift(plan: dict, drift: dict, *, outlet_events=None) -> dict:
-        """Skipped (no asset event) unless drift was detected."""
+    def emit_drift(plan: dict, drift: dict, decision: dict, *, outlet_events=None) -> dict:
+        """Skipped (no asset event) unless the drift policy decided to retrain."""
         from airflow.sdk.exceptions import AirflowSkipException
 
-        if not drift["drift_detected"]:
-            raise AirflowSkipException("no drift: no event on the drift asset")
-        extra = {
-            "pipeline_run_id": plan["pipeline_run_id"],
-            "window_start": plan["window_start"],
-            "window_end": plan["window_end"],
-            "text_drift_score": drift["text_drift_score"],
-            "label_drift_score": drift["label_drift_score"],
-        }
+        from pipeline.flow import drift_event_extra
+
+        if not decision["retrain"]:
+            raise AirflowSkipException(f"no retrain: {decision['summary']}")
+        extra = drift_event_extra(plan, drift, decision)
         outlet_events[DRIFT].extra = extra
         return extra
 
     p = tasks.plan()
-    ing, _, dr = tasks.check_window(p)
-    emit_drift(p, dr) >> tasks.commit(ing)
+    ing, _, dr, dec = tasks.check_window(p)
+    emit_drift(p, dr, dec) >> tasks.commit(ing)
 
 
 monitor()

@@ -4,9 +4,10 @@
 **ingest → validate → drift-check → fine-tune → evaluate → register** for the support-intent
 classifier.
 
-*When:* at each season start (`schedule.season_starts`, 00:00 UTC) **or** when the `monitor` DAG
-emits an event on the `support_intent_drift` asset. Manual runs take `force_retrain` and window
-bounds.
+*When:* at each season start (the custom `SeasonalTimetable`: `schedule.season_starts` at 00:00
+in `schedule.timezone`) **or** when the `monitor` DAG's drift policy emits an event on the
+`support_intent_drift` asset. Manual runs take `force_retrain` and window bounds, and are decided
+by the drift policy (`decide`).
 
 *What:* ingests the landing files this DAG has not seen yet (a watermark makes it exactly once),
 validates them with Great Expectations, checks drift against the champion's training data with
@@ -54,15 +55,13 @@ SCHEDULE = load_schedule()
 def retrain():
     # only finetune is skipped directly; the rest follow their trigger rules, so `commit` still runs
     @task.short_circuit(ignore_downstream_trigger_rules=False)
-    def should_train(plan: dict, drift: dict, champ: dict) -> bool:
+    def should_train(decision: dict) -> bool:
         import logging
 
         from pipeline import flow
-        from pipeline.results import ChampionInfo, DriftResult
+        from pipeline.results import DecisionResult
 
-        train, why = flow.should_train(
-            flow.Plan.from_dict(plan), DriftResult.from_dict(drift), ChampionInfo.from_dict(champ)
-        )
+        train, why = flow.should_train(DecisionResult.from_dict(decision))
         logging.getLogger("retrain").info("train=%s: %s", train, why)
         return train
 
@@ -86,22 +85,23 @@ def retrain():
         return flow.evaluate(load_config(), p, ing, ft, ch).to_dict()
 
     @task(retries=2)  # idempotent: a retry reuses the version tagged with this run
-    def register(plan: dict, drift: dict, trained: dict, evaluation: dict) -> dict:
+    def register(plan: dict, drift: dict, trained: dict, evaluation: dict, ingested: dict, decision: dict) -> dict:
         from pipeline import flow
         from pipeline.config import load_config
-        from pipeline.results import DriftResult, EvaluateResult, FinetuneResult
+        from pipeline.results import DecisionResult, DriftResult, EvaluateResult, FinetuneResult, IngestResult
 
         p, dr = flow.Plan.from_dict(plan), DriftResult.from_dict(drift)
         ft, ev = FinetuneResult.from_dict(trained), EvaluateResult.from_dict(evaluation)
-        return flow.register(load_config(), p, dr, ft, ev).to_dict()
+        ing, dec = IngestResult.from_dict(ingested), DecisionResult.from_dict(decision)
+        return flow.register(load_config(), p, dr, ft, ev, ing, dec).to_dict()
 
     p = tasks.plan()
-    ing, ch, dr = tasks.check_window(p)
-    gate = should_train(p, dr, ch)
+    ing, ch, dr, dec = tasks.check_window(p)
+    gate = should_train(dec)
     ft = finetune(p, ing, ch)
     gate >> ft
     ev = evaluate(p, ing, ft, ch)
-    register(p, dr, ft, ev) >> tasks.commit(ing)
+    register(p, dr, ft, ev, ing, dec) >> tasks.commit(ing)
 
 
 retrain()

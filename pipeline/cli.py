@@ -228,16 +228,17 @@ def validate(run_id: RunId, config: ConfigOpt = None) -> None:
 
 @app.command()
 def drift(run_id: RunId, config: ConfigOpt = None) -> None:
-    """Evidently text and label drift of the run's window against the champion's training data."""
+    """Drift signals of the run's window and the drift policy's decision (recorded in the drift history)."""
     from pipeline import flow
     from pipeline.results import IngestResult
 
     def call(cfg: Any) -> Any:
         plan, ing, champ = _plan(cfg, run_id), _done(cfg, run_id, "ingest", IngestResult), _champion(cfg, run_id)
         result = flow.drift(cfg, plan, ing, champ)
-        if not flow.should_train(plan, result, champ)[0]:
+        decision = flow.decide(cfg, plan, ing, result, champ)
+        if not decision.retrain:
             flow.commit(cfg, ing)  # the run ends here: its files are consumed
-        return result
+        return {"drift": result.to_dict(), "decision": decision.to_dict()}
 
     _step(config, call)
 
@@ -278,7 +279,7 @@ def evaluate(run_id: RunId, config: ConfigOpt = None) -> None:
 def register(run_id: RunId, config: ConfigOpt = None) -> None:
     """Register the challenger; move `champion` only if the gate passed; mark the run's files consumed."""
     from pipeline import flow
-    from pipeline.results import DriftResult, EvaluateResult, FinetuneResult, IngestResult
+    from pipeline.results import DecisionResult, DriftResult, EvaluateResult, FinetuneResult, IngestResult
 
     def call(cfg: Any) -> Any:
         plan = _plan(cfg, run_id)
@@ -288,6 +289,8 @@ def register(run_id: RunId, config: ConfigOpt = None) -> None:
             _done(cfg, run_id, "drift", DriftResult),
             _done(cfg, run_id, "finetune", FinetuneResult),
             _done(cfg, run_id, "evaluate", EvaluateResult),
+            _done(cfg, run_id, "ingest", IngestResult),
+            _done(cfg, run_id, "decide", DecisionResult),
         )
         flow.commit(cfg, _done(cfg, run_id, "ingest", IngestResult))  # the run's last step: files consumed
         return result
@@ -318,6 +321,83 @@ def champion(config: ConfigOpt = None) -> None:
     from pipeline import flow
 
     _step(config, flow.champion)
+
+
+@app.command()
+def calibrate(
+    since: Annotated[str | None, typer.Option(help="First window end (YYYY-MM-DD) of the no-drift period.")] = None,
+    until: Annotated[str | None, typer.Option(help="Last window end (YYYY-MM-DD) of the no-drift period.")] = None,
+    data: Annotated[
+        list[Path] | None, typer.Option(help="Curated Parquet files to use instead of the history.")
+    ] = None,
+    rows: Annotated[str, typer.Option(help="Window sizes (rows), comma-separated.")] = "40,120,280,1120",
+    windows: Annotated[int, typer.Option(min=20, help="Bootstrap windows per size.")] = 200,
+    target: Annotated[float, typer.Option(min=0.0001, max=0.5, help="Acceptable false-alarm rate per check.")] = 0.05,
+    config: ConfigOpt = None,
+) -> None:
+    """Thresholds from past no-drift windows by bootstrap, and the false-alarm rate they imply."""
+    with _guarded():
+        cfg = _setup(config)
+        import pandas as pd
+
+        from pipeline import paths
+        from pipeline.errors import PipelineError
+        from pipeline.monitoring import calibrate as cal
+        from pipeline.monitoring import history
+
+        if data:
+            uris = [str(p) for p in data]
+        else:
+            checks = history.rows(cfg.drift_history_url, cfg.register.model_name, kind="check")
+            chosen = [
+                r
+                for r in checks
+                if (since is None or r.window_end >= since) and (until is None or r.window_end <= until)
+            ]
+            uris = [u for r in chosen for u in r.current_uris]
+        files = [u for u in dict.fromkeys(uris) if Path(paths.local_path(u)).is_file()]
+        if not files:
+            raise PipelineError(
+                f"calibrate: no curated window files for {since or 'the start'}..{until or 'now'} in the drift history "
+                f"{cfg.drift_history_url}; pass --data FILE.parquet"
+            )
+        pool = pd.concat(
+            [pd.read_parquet(paths.local_path(u), columns=["text", "label"]) for u in files], ignore_index=True
+        )
+        sizes = [int(x) for x in rows.split(",") if x.strip()]
+        _echo({"files": len(files), **cal.calibrate(cfg, pool.dropna(), sizes, windows, target)})
+
+
+@app.command("drift-history")
+def drift_history(
+    limit: Annotated[int, typer.Option(min=1, help="Most recent rows to show.")] = 20, config: ConfigOpt = None
+) -> None:
+    """The drift history: each check's decision (rule, reasons, cooldown) and each retrain."""
+    with _guarded():
+        cfg = _setup(config, verbose=False)
+        from pipeline.monitoring import history
+
+        rows = history.rows(cfg.drift_history_url, cfg.register.model_name)[-limit:]
+        _echo(
+            [
+                {
+                    k: getattr(r, k)
+                    for k in (
+                        "kind",
+                        "window_end",
+                        "trigger",
+                        "retrain",
+                        "rule",
+                        "suppressed_by",
+                        "cooldown_until",
+                        "summary",
+                        "model_version",
+                        "promoted",
+                    )
+                }
+                for r in rows
+            ]
+        )
 
 
 @app.command()

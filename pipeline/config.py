@@ -92,30 +92,103 @@ class ValidateConfig(Section):
     min_classes: int = Field(2, ge=1, description="A window with fewer distinct labels fails validation.")
     max_duplicate_share: float = Field(0.05, ge=0, le=1, description="Largest tolerated share of repeated texts.")
     min_rows: int = Field(20, ge=1, description="A window with fewer rows fails validation.")
+    new_labels: Literal["fail", "hold_out", "accept"] = Field(
+        "hold_out",
+        description=(
+            "A label outside `labels`: fail the window; hold_out its rows in quarantine (reason new_label) and train "
+            "on the rest; or accept it (the head grows, a warning is logged, the policy retrains)."
+        ),
+    )
 
 
 class DriftConfig(Section):
-    text_drift_threshold: float = Field(
-        0.65,
+    """The signals of a drift check. Every distribution signal is a test with a p-value (size-aware)
+    and an effect floor (so a huge window does not alarm on a negligible difference)."""
+
+    alpha: float = Field(
+        0.01,
         gt=0,
+        lt=0.5,
+        description="Significance level of each distribution test (text, embedding, label, prediction).",
+    )
+    text_drift_threshold: float = Field(
+        0.55,
+        gt=0.5,
         lt=1,
         description=(
-            "Text drifts when the ROC AUC of a domain classifier (TF-IDF + linear model telling reference from "
-            "current messages; Evidently 'abs_text_content_drift') is strictly above this; 0.5 means no difference."
+            "Effect floor of text drift: the ROC AUC of a domain classifier telling reference from current messages "
+            "(Evidently 'abs_text_content_drift'; 0.5 = no difference). Drift needs its Mann-Whitney p < alpha too."
         ),
     )
     label_drift_threshold: float = Field(
-        0.1,
+        0.05,
         gt=0,
         le=1,
         description=(
-            "Labels drift when the Jensen-Shannon distance (natural log, 0 to 0.83) between the label shares of "
-            "reference and current is at or above this (Evidently 'jensenshannon'); a label absent from the "
-            "reference counts with a reference share of 0."
+            "Effect floor of label-prior drift: Jensen-Shannon distance of the label shares (natural log, 0 to 0.83). "
+            "Drift needs the chi-square p < alpha too; labels the reference never saw count as new labels instead."
+        ),
+    )
+    prediction_drift_threshold: float = Field(
+        0.05, gt=0, le=1, description="Effect floor (JS distance) of drift in the champion's predicted labels."
+    )
+    embedding_drift_threshold: float = Field(
+        0.0,
+        ge=0,
+        description="Effect floor (unbiased MMD², RBF kernel) of drift in the champion's mean-pooled embeddings.",
+    )
+    reference: Literal["training", "seasonal"] = Field(
+        "training",
+        description=(
+            "Which reference the policy decides on: the data the current reference model trained on, or the same "
+            "season of the previous cycle (falls back to training when that season has no data yet). Both are reported."
         ),
     )
     reference_sample_size: int = Field(2000, ge=10, description="Rows sampled from the reference to bound cost.")
-    seed: int = Field(7, description="Seed of the reference sample.")
+    max_current_rows: int = Field(
+        5000,
+        ge=10,
+        description="Rows sampled from the current window for text and model-based signals (counts use all).",
+    )
+    model_sample_size: int = Field(
+        300, ge=10, description="Rows per side scored by the champion for embedding and prediction drift."
+    )
+    mmd_permutations: int = Field(200, ge=20, description="Permutations of the embedding MMD test.")
+    performance_resamples: int = Field(400, ge=50, description="Bootstrap resamples of the macro-F1 CI.")
+    confidence: float = Field(0.95, gt=0.5, lt=1, description="Confidence level of the performance CIs.")
+    history_url: str | None = Field(
+        None, description="SQLAlchemy URL of the drift-history table; default sqlite:///{home}/drift_history.db."
+    )
+    seed: int = Field(7, description="Seed of samples, bootstrap and permutations.")
+
+
+class PolicyConfig(Section):
+    """When a check retrains (pipeline/monitoring/policy.py). Drift rules: performance, distribution, new label."""
+
+    perf_margin: float = Field(
+        0.03, ge=0, lt=1, description="Retrain when accuracy drops by more than this (and its CI excludes no drop)."
+    )
+    recent_windows: int = Field(3, ge=1, description="Checks averaged as the champion's recent accuracy baseline.")
+    persist_k: int = Field(2, ge=1, description="Distribution drift must be on in persist_k ...")
+    persist_m: int = Field(3, ge=1, description="... of the last persist_m checks since the reference changed.")
+    hysteresis: float = Field(
+        0.25, ge=0, lt=1, description="A signal that is on stays on while p < alpha^(1-h) and effect >= floor*(1-h)."
+    )
+    cooldown_days: int = Field(14, ge=0, description="After a retrain, drift rules are held back this many days.")
+    budget: int | None = Field(
+        None, ge=1, description="At most this many drift-started retrains per budget_days (null: no cap)."
+    )
+    budget_days: int = Field(90, ge=1, description="Period of the retrain budget.")
+    retrain_on_season_start: bool = Field(True, description="A season start (the seasonal timetable) always retrains.")
+    retrain_on_new_label: bool = Field(
+        True, description="An accepted new label retrains (validate.new_labels: accept)."
+    )
+
+    @model_validator(mode="after")
+    def _k_of_m(self) -> PolicyConfig:
+        if self.persist_k > self.persist_m:
+            raise ValueError(f"policy.persist_k ({self.persist_k}) cannot exceed policy.persist_m ({self.persist_m})")
+        return self
 
 
 class FinetuneConfig(Section):
@@ -211,7 +284,8 @@ class ScheduleConfig(Section):
         ("03-01", "06-01", "09-01", "11-20", "12-27"),
         description="Month-day dates (MM-DD) that start a season; retrain runs at 00:00 UTC on each.",
     )
-    monitor_cron: str = Field("@daily", description="Cron of the monitor DAG.")
+    timezone: str = Field("UTC", description="IANA timezone of the season starts (midnight local time).")
+    monitor_cron: str | None = Field("@daily", description="Cron of the monitor DAG; null: only triggered runs.")
     time_triggers: bool = Field(
         True, description="Off: DAGs run only on drift events and manual triggers (the demo replays time itself)."
     )
@@ -226,6 +300,19 @@ class ScheduleConfig(Section):
                 date(2024, month, day)  # leap year: accepts 02-29
             except ValueError as exc:
                 raise ValueError(f"season start {s!r} is not a MM-DD date") from exc
+        if not v:
+            raise ValueError("season_starts needs at least one MM-DD date")
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"timezone {v!r} is not an IANA timezone name") from exc
         return v
 
 
@@ -266,6 +353,7 @@ class PipelineConfig(BaseSettings):
         description="The Great Expectations suite's thresholds.",
     )
     drift: DriftConfig = Field(default_factory=DriftConfig, description="Drift check.")
+    policy: PolicyConfig = Field(default_factory=PolicyConfig, description="When a drift check retrains.")
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig, description="Fine-tuning.")
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig, description="Promotion gate.")
     register: RegisterConfig = Field(default_factory=RegisterConfig, description="Model registry.")
@@ -325,6 +413,10 @@ class PipelineConfig(BaseSettings):
     @property
     def tracking_uri(self) -> str:
         return self.tracking.tracking_uri or f"sqlite:///{self.home_path / 'mlflow.db'}"
+
+    @property
+    def drift_history_url(self) -> str:
+        return self.drift.history_url or f"sqlite:///{self.home_path / 'drift_history.db'}"
 
     @property
     def registry_uri(self) -> str:

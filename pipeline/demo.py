@@ -2,10 +2,12 @@
 
 What is real: the Airflow 3 api-server, scheduler and dag-processor (LocalExecutor, SQLite), the
 two DAGs and their tasks, the MLflow store and registry, GX, Evidently, a pretrained MiniLM.
-What is compressed: the calendar. A year cannot pass in minutes, so the driver triggers each
-monitor window and each season start itself (time triggers are off for the demo's Airflow,
-``RETRAIN_SCHEDULE__TIME_TRIGGERS=false``). Drift-triggered retrains are NOT triggered by the
-driver: the monitor DAG emits an asset event and the scheduler starts ``retrain`` on its own.
+What is compressed: the calendar. A year cannot pass in minutes, so the driver replays it in order:
+it triggers each monitor window itself (the monitor's cron is off, ``RETRAIN_SCHEDULE__MONITOR_CRON=null``),
+and at each season start it asks Airflow for a *backfill* of the ``retrain`` DAG over that day: the
+scheduler creates the run from the DAG's ``SeasonalTimetable`` (a day that is not a season start
+would get no run). Drift-triggered retrains are not triggered by the driver either: the monitor's
+drift policy emits an asset event and the scheduler starts ``retrain`` on its own.
 
 Everything lives under ``.retrain/demo/``, which each demo run starts afresh.
 """
@@ -105,7 +107,7 @@ def _marker(cfg: Any, dag_id: str, run_id: str, step: str) -> dict[str, Any] | N
 
 
 def collect(cfg: Any, row: Row, af: Airflow) -> None:
-    for step in ("ingest", "drift", "finetune", "evaluate", "register"):
+    for step in ("ingest", "drift", "decide", "finetune", "evaluate", "register"):
         row.info[step] = _marker(cfg, row.dag_id, row.run_id, step)
     if row.state == "failed":
         from pipeline import paths
@@ -134,7 +136,8 @@ def render(rows: list[Row], title: str) -> str:
         "trigger",
         "window end",
         "rows",
-        "drift (text/label)",
+        "drift (text AUC/label JS)",
+        "policy",
         "retrained",
         "champion acc / F1",
         "challenger acc / F1",
@@ -144,7 +147,7 @@ def render(rows: list[Row], title: str) -> str:
     ):
         t.add_column(col)
     for r in rows:
-        ing, dr, ev, reg = (r.info.get(k) for k in ("ingest", "drift", "evaluate", "register"))
+        ing, dr, ev, reg, dec = (r.info.get(k) for k in ("ingest", "drift", "evaluate", "register", "decide"))
         drift = "–"
         if dr:
             drift = (
@@ -152,12 +155,20 @@ def render(rows: list[Row], title: str) -> str:
             ) + f"({_f(dr['text_drift_score'])}/{_f(dr['label_drift_score'])})"
             if not dr["has_reference"]:
                 drift = "no reference"
+        policy = "–"
+        if dec:
+            policy = (
+                ("RETRAIN " if dec["retrain"] else "no ")
+                + dec["rule"]
+                + (" (held back)" if dec["suppressed_by"] else "")
+            )
         t.add_row(
             r.dag_id,
             r.trigger,
             r.window_end,
             str(ing["rows_kept"]) if ing else ("failed" if r.state == "failed" else "no new data"),
             drift,
+            policy,
             "yes"
             if r.info.get("finetune")
             else (f"FAILED at {r.info.get('failed_task')}" if r.state == "failed" else "no"),
@@ -217,17 +228,17 @@ def main(size: str | None = None, keep_running: bool = False) -> int:
         af.wait_for_dags(["monitor", "retrain"])
         seen_asset_runs: set[str] = set()
         for ev in events:
-            run_id = f"demo_{ev.dag_id}_{ev.day.isoformat()}"
-            print(f"[demo] {ev.day} {ev.label}: trigger {ev.dag_id}", flush=True)
-            af.trigger(ev.dag_id, run_id, ev.day, ev.conf)
+            if ev.label.startswith("season start"):
+                print(f"[demo] {ev.day} {ev.label}: backfill {ev.dag_id} over {ev.day} (SeasonalTimetable)", flush=True)
+                run_id = af.backfill(ev.dag_id, ev.day)
+                trigger = "season (backfill)"
+            else:
+                run_id = f"demo_{ev.dag_id}_{ev.day.isoformat()}"
+                print(f"[demo] {ev.day} {ev.label}: trigger {ev.dag_id}", flush=True)
+                af.trigger(ev.dag_id, run_id, ev.day, ev.conf)
+                trigger = "first model" if "force_retrain" in ev.conf else "window"
             state = af.wait_run(ev.dag_id, run_id)
-            row = Row(
-                ev.dag_id,
-                run_id,
-                "first model" if "force_retrain" in ev.conf else ev.conf.get("trigger", "window"),
-                ev.day.isoformat(),
-                state,
-            )
+            row = Row(ev.dag_id, run_id, trigger, ev.day.isoformat(), state)
             collect(cfg, row, af)
             rows.append(row)
             print(f"[demo]   -> {state} ({time.time() - t0:.0f}s)", flush=True)

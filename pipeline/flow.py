@@ -17,6 +17,7 @@ from pipeline import paths
 from pipeline.config import PipelineConfig
 from pipeline.results import (
     ChampionInfo,
+    DecisionResult,
     DriftResult,
     EvaluateResult,
     FinetuneResult,
@@ -75,12 +76,17 @@ def make_plan(
     events = [e for e in (drift_events or []) if e]
     trigger = str(params.get("trigger") or "")
     if trigger not in TRIGGERS:
-        trigger = {"scheduled": "schedule", "asset_triggered": "drift"}.get(run_type, "manual")
+        trigger = {
+            "scheduled": "schedule",
+            "backfill_job": "schedule",
+            "backfill": "schedule",
+            "asset_triggered": "drift",
+        }.get(run_type, "manual")
     ends = sorted(_iso_day(e.get("window_end")) or "" for e in events)
     window_end = (
         _iso_day(params.get("window_end"))
         or (ends[-1] if ends and ends[-1] else None)
-        or _iso_day(data_interval_end if run_type == "scheduled" else None)
+        or _iso_day(data_interval_end if run_type in ("scheduled", "backfill_job", "backfill") else None)
         or _iso_day(logical_date)
         or _iso_day(run_after)
     )
@@ -148,28 +154,33 @@ def champion(cfg: PipelineConfig) -> ChampionInfo:
 
 
 def drift(cfg: PipelineConfig, plan: Plan, ing: IngestResult, champ: ChampionInfo) -> DriftResult:
+    from pipeline.monitoring import monitor
     from pipeline.steps import drift as step
 
+    refs = monitor.references(cfg, champ, plan.window_end)
     return step.run(
         cfg,
         current_uris=window_uris(ing),
-        reference_uri=champ.train_data_uri,
+        reference_uri=refs.reference_uri,
         out_dir=step_out(cfg, plan, "drift"),
         pipeline_run_id=plan.pipeline_run_id,
+        champion_uri=champ.model_uri,
+        seasonal_uris=refs.seasonal_uris,
+        seasonal_name=refs.seasonal_name,
+        calibration_uri=refs.calibration_uri,
     )
 
 
-def should_train(plan: Plan, drift_result: DriftResult, champ: ChampionInfo) -> tuple[bool, str]:
-    """Train on the season's schedule, on a drift event or fresh drift, when forced, or with no champion."""
-    if not champ.exists:
-        return True, "no champion yet"
-    if plan.force_retrain:
-        return True, "force_retrain param"
-    if plan.trigger in ("schedule", "drift"):
-        return True, f"triggered by {plan.trigger}"
-    if drift_result.drift_detected:
-        return True, "drift detected in this window"
-    return False, "no drift, no schedule, not forced"
+def decide(cfg: PipelineConfig, plan: Plan, ing: IngestResult, dr: DriftResult, champ: ChampionInfo) -> DecisionResult:
+    """The drift policy's verdict on this window, recorded in the drift history (see monitoring.policy)."""
+    from pipeline.monitoring import monitor
+
+    return monitor.decide(cfg, plan, dr, champ, step_out(cfg, plan, "decide"), window_uris(ing))
+
+
+def should_train(decision: DecisionResult) -> tuple[bool, str]:
+    """Train when the policy says so; the reason is its one-line summary."""
+    return decision.retrain, decision.summary
 
 
 def finetune(cfg: PipelineConfig, plan: Plan, ing: IngestResult, champ: ChampionInfo) -> FinetuneResult:
@@ -203,8 +214,17 @@ def evaluate(
 
 
 def register(
-    cfg: PipelineConfig, plan: Plan, drift_result: DriftResult, ft: FinetuneResult, ev: EvaluateResult
+    cfg: PipelineConfig,
+    plan: Plan,
+    drift_result: DriftResult,
+    ft: FinetuneResult,
+    ev: EvaluateResult,
+    ing: IngestResult | None = None,
+    decision: DecisionResult | None = None,
 ) -> RegisterResult:
+    """Register the challenger (the alias moves only through the gate), then record the retrain in
+    the drift history: later checks compare with the data it trained on, and the cooldown starts."""
+    from pipeline.monitoring import monitor
     from pipeline.steps import register as step
 
     tags = {
@@ -215,8 +235,9 @@ def register(
         "text_drift_score": "" if drift_result.text_drift_score is None else f"{drift_result.text_drift_score:.4f}",
         "label_drift_score": "" if drift_result.label_drift_score is None else f"{drift_result.label_drift_score:.4f}",
         "finetune_run_id": ft.mlflow_run_id,
+        "retrain_rule": decision.rule if decision is not None else "",
     }
-    return step.run(
+    reg = step.run(
         cfg,
         model_uri=ft.model_uri,
         evaluation=ev,
@@ -225,6 +246,19 @@ def register(
         tags=tags,
         train_data_uri=ft.train_data_uri,
     )
+    monitor.record_retrain(
+        cfg,
+        pipeline_run_id=plan.pipeline_run_id,
+        window_start=plan.window_start,
+        window_end=plan.window_end,
+        trigger=plan.trigger,
+        train_data_uri=ft.train_data_uri,
+        test_uri=ing.test_uri if ing is not None else "",
+        model_version=reg.version,
+        promoted=reg.promoted,
+        champion_version=ev.champion_version,
+    )
+    return reg
 
 
 def run_cycle(cfg: PipelineConfig, plan: Plan) -> dict[str, Any]:
@@ -239,14 +273,35 @@ def run_cycle(cfg: PipelineConfig, plan: Plan) -> dict[str, Any]:
     out["champion"] = champ.to_dict()
     dr = drift(cfg, plan, ing, champ)
     out["drift"] = dr.to_dict()
-    train, why = should_train(plan, dr, champ)
-    out["decision"] = {"train": train, "reason": why}
+    dec = decide(cfg, plan, ing, dr, champ)
+    out["decision"] = dec.to_dict()
+    train, why = should_train(dec)
     log.info("train=%s (%s)", train, why)
     if train:
         ft = finetune(cfg, plan, ing, champ)
         out["finetune"] = ft.to_dict()
         ev = evaluate(cfg, plan, ing, ft, champ)
         out["evaluate"] = ev.to_dict()
-        out["register"] = register(cfg, plan, dr, ft, ev).to_dict()
+        out["register"] = register(cfg, plan, dr, ft, ev, ing, dec).to_dict()
     out["watermark_committed"] = commit(cfg, ing)
     return out
+
+
+def drift_event_extra(plan: dict[str, Any], drift: dict[str, Any], decision: dict[str, Any]) -> dict[str, Any]:
+    """The drift asset event's extra: the window, the scores and the policy's reasons (JSON-able)."""
+    tests = (drift.get("tests") or {}).get(drift.get("reference_used") or "training", {})
+    return {
+        "pipeline_run_id": plan["pipeline_run_id"],
+        "window_start": plan["window_start"],
+        "window_end": plan["window_end"],
+        "rule": decision["rule"],
+        "summary": decision["summary"],
+        "reasons": [r for r in decision.get("reasons", []) if r.get("fired")],
+        "scores": {name: {"p_value": t["p_value"], "value": t["value"]} for name, t in tests.items()},
+        "performance": drift.get("performance"),
+        "estimate": drift.get("estimate"),
+        "new_labels": list(drift.get("new_labels") or []),
+        "text_drift_score": drift.get("text_drift_score"),
+        "label_drift_score": drift.get("label_drift_score"),
+        "cooldown_until": decision.get("cooldown_until"),
+    }

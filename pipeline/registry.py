@@ -82,14 +82,23 @@ def get_champion(cfg: PipelineConfig) -> ChampionInfo:
         log.info("registry %s: no champion for %s", cfg.registry_uri, name)
         return ChampionInfo(model_name=name, version=None, model_uri=None, train_data_uri=None)
     mv = c.get_model_version(name, version)
+    tags = mv.tags or {}
     info = ChampionInfo(
         model_name=name,
         version=version,
         model_uri=model_version_uri(name, version),
-        train_data_uri=(mv.tags or {}).get(TAG_TRAIN_DATA),
+        train_data_uri=tags.get(TAG_TRAIN_DATA),
+        accuracy=_float(tags.get("challenger_accuracy")),
     )
     log.info("registry %s: champion of %s is version %s (%s)", cfg.registry_uri, name, version, info.model_uri)
     return info
+
+
+def _float(value: str | None) -> float | None:
+    try:
+        return None if value in (None, "", "None") else float(value)  # type: ignore[arg-type]
+    except ValueError:
+        return None
 
 
 def _quote(value: str) -> str:

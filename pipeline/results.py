@@ -81,6 +81,31 @@ class DriftResult(StepResult):
     reference_rows: int
     current_rows: int
     mlflow_run_id: str | None
+    # size-aware tests per reference: {"training": {signal: {"p_value", "effect", "effect_floor", ...}},
+    # "seasonal": {...}}; the policy decides on `reference_used`
+    tests: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    reference_used: str = "training"
+    seasonal_reference: str | None = None  # the season whose previous-cycle data was compared, if any
+    performance: dict[str, Any] | None = None  # the champion on the labelled window (accuracy, macro-F1, CIs)
+    estimate: dict[str, Any] | None = None  # CBPE from calibrated probabilities (no labels needed)
+    new_labels: tuple[str, ...] = ()  # labels in the window the reference never had
+    reference_uri: str | None = None
+    chart_uri: str | None = None
+
+
+@dataclass(frozen=True)
+class DecisionResult(StepResult):
+    """The drift policy's verdict on one check (pipeline/monitoring/policy.py), as recorded."""
+
+    retrain: bool
+    rule: str
+    summary: str
+    reasons: tuple[dict[str, Any], ...]
+    signals_on: tuple[str, ...]
+    suppressed_by: str | None
+    cooldown_until: str | None
+    recorded: bool  # False: a drift event's run, decided by the monitor (not recorded twice)
+    reference_uri: str | None = None
 
 
 @dataclass(frozen=True)
@@ -138,6 +163,7 @@ class ChampionInfo(StepResult):
     version: str | None
     model_uri: str | None
     train_data_uri: str | None
+    accuracy: float | None = None  # on its evaluation split when it was registered
 
     @property
     def exists(self) -> bool:

@@ -13,13 +13,11 @@ DRIFT_ASSET_NAME = "support_intent_drift"
 DRIFT_ASSET_URI = "retrain://support-intent-classifier/drift"
 
 
-def season_crons(sched: ScheduleConfig) -> list[str]:
-    """One cron per season start, at 00:00 UTC: ``"11-20"`` → ``"0 0 20 11 *"``."""
-    crons = []
-    for md in sched.season_starts:
-        month, day = (int(p) for p in md.split("-"))
-        crons.append(f"0 0 {day} {month} *")
-    return crons
+def seasonal_timetable(sched: ScheduleConfig) -> Any:
+    """The custom :class:`~pipeline.timetable.SeasonalTimetable` of ``schedule.season_starts``."""
+    from pipeline.timetable import SeasonalTimetable
+
+    return SeasonalTimetable(sched.season_starts, timezone=sched.timezone)
 
 
 def drift_asset() -> Any:
@@ -31,15 +29,14 @@ def drift_asset() -> Any:
 
 def retrain_schedule(sched: ScheduleConfig) -> Any:
     """Seasonal timetable OR a drift event; only drift events when time triggers are off."""
-    from airflow.sdk import AssetOrTimeSchedule, MultipleCronTriggerTimetable
+    from airflow.sdk import AssetOrTimeSchedule
 
     asset = drift_asset()
     if not sched.time_triggers:
         return [asset]
-    return AssetOrTimeSchedule(
-        timetable=MultipleCronTriggerTimetable(*season_crons(sched), timezone="UTC"), assets=[asset]
-    )
+    return AssetOrTimeSchedule(timetable=seasonal_timetable(sched), assets=[asset])
 
 
 def monitor_schedule(sched: ScheduleConfig) -> str | None:
+    """The monitor's cron; None (triggered runs only) when time triggers are off or the cron is null."""
     return sched.monitor_cron if sched.time_triggers else None

@@ -76,6 +76,21 @@ def drift_check(plan: dict, ingested: dict, champ: dict) -> dict:
     return flow.drift(load_config(), p, ing, ch).to_dict()
 
 
+@task(retries=1)  # idempotent: the history keeps one row per run
+def decide(plan: dict, ingested: dict, drift: dict, champ: dict) -> dict:
+    """The drift policy's decision on this window; its summary line goes to the task log."""
+    import logging
+
+    from pipeline import flow
+    from pipeline.config import load_config
+    from pipeline.results import ChampionInfo, DriftResult, IngestResult
+
+    p, ing = flow.Plan.from_dict(plan), IngestResult.from_dict(ingested)
+    dec = flow.decide(load_config(), p, ing, DriftResult.from_dict(drift), ChampionInfo.from_dict(champ))
+    logging.getLogger("retrain.policy").info("%s", dec.summary)
+    return dec.to_dict()
+
+
 @task(trigger_rule="none_failed", retries=2)  # idempotent
 def commit(ingested: dict | None) -> int:
     """Last task: the run succeeded (nothing upstream failed), so its files count as consumed."""
@@ -86,10 +101,12 @@ def commit(ingested: dict | None) -> int:
     return flow.commit(load_config(), None if ingested is None else IngestResult.from_dict(ingested))
 
 
-def check_window(p: Any) -> tuple[Any, Any, Any]:
-    """Wire plan → ingest → validate → champion → drift_check; return (ingest, champion, drift)."""
+def check_window(p: Any) -> tuple[Any, Any, Any, Any]:
+    """Wire plan → ingest → validate → champion → drift_check → decide; return (ingest, champion,
+    drift, decision)."""
     ing: Any = ingest(p)
     val: Any = validate(p, ing)
     ch: Any = champion()
     val >> ch  # no registry call for data that failed validation
-    return ing, ch, drift_check(p, ing, ch)
+    dr: Any = drift_check(p, ing, ch)
+    return ing, ch, dr, decide(p, ing, dr, ch)

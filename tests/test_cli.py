@@ -108,7 +108,8 @@ def test_steps_chain_by_run_id_and_register_a_model(cfg) -> None:
         res = runner.invoke(app, [step, "--run-id", "c1", *extra], env=env)
         assert res.exit_code == 0, f"{step}: {res.output[-2000:]}"
         outputs[step] = _json(res)
-    assert outputs["drift"]["has_reference"] is False
+    assert outputs["drift"]["drift"]["has_reference"] is False
+    assert outputs["drift"]["decision"]["retrain"] and outputs["drift"]["decision"]["rule"] == "first_model"
     assert outputs["evaluate"]["promote"] is True  # a first model over a floor of 0.01
     assert outputs["register"]["version"] == "1" and outputs["register"]["promoted"] is True
     res = runner.invoke(app, ["champion"], env=env)
@@ -124,7 +125,9 @@ def test_run_prints_json_only_on_stdout_and_a_failed_run_consumes_nothing(cfg) -
     _landing(cfg, date(2025, 1, 14))
     # an unknown label fails validation: nothing is consumed, and the message says what to do
     bad = runner.invoke(
-        app, ["run", "--run-id", "v1", "--force-retrain"], env={**env, "RETRAIN_VALIDATE__LABELS": '["order_status"]'}
+        app,
+        ["run", "--run-id", "v1", "--force-retrain"],
+        env={**env, "RETRAIN_VALIDATE__LABELS": '["order_status"]', "RETRAIN_VALIDATE__NEW_LABELS": "fail"},
     )
     assert bad.exit_code == 1 and bad.stdout == ""
     line = bad.stderr.strip().splitlines()[-1]

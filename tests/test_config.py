@@ -25,7 +25,7 @@ def test_the_typed_config_holds_every_default_and_the_yaml_holds_none() -> None:
     cfg = PipelineConfig()
     assert cfg.evaluate.alpha == 0.05 and cfg.evaluate.first_model_min_macro_f1 == 0.6
     assert (cfg.finetune.batch_size, cfg.finetune.learning_rate, cfg.finetune.freeze_layers) == (16, 2e-4, 2)
-    assert cfg.drift.text_drift_threshold == 0.65 and cfg.ingest.split.test_fraction == 0.25
+    assert cfg.drift.text_drift_threshold == 0.55 and cfg.ingest.split.test_fraction == 0.25
     assert cfg.gate_warnings() == []
 
 

@@ -45,28 +45,85 @@ def test_window_and_trigger_come_from_the_run(kw, trigger, window_end) -> None:
     assert p.window_end == window_end
 
 
-def _drift(detected: bool) -> DriftResult:
-    return DriftResult(detected, True, 0.7, 0.05, detected, False, None, None, 10, 10, None)
+def _drift(detected: bool, accuracy: float | None = None) -> DriftResult:
+    text = {
+        "p_value": 0.001 if detected else 0.5,
+        "effect": 0.2 if detected else 0.01,
+        "effect_floor": 0.05,
+        "value": 0.7,
+    }
+    perf = None
+    if accuracy is not None:
+        perf = {
+            "accuracy": accuracy,
+            "accuracy_low": accuracy - 0.03,
+            "accuracy_high": accuracy + 0.03,
+            "macro_f1": accuracy,
+        }
+    return DriftResult(
+        detected, True, 0.7, 0.05, detected, False, None, None, 10, 10, None,
+        tests={"training": {"text": text}}, performance=perf,
+    )  # fmt: skip
 
 
-CHAMP = ChampionInfo("m", "3", "models:/m/3", "/x/train.parquet")
+CHAMP = ChampionInfo("m", "3", "models:/m/3", "/x/train.parquet", accuracy=0.9)
 NONE = ChampionInfo("m", None, None, None)
 
 
 @pytest.mark.parametrize(
-    ("plan_kw", "drift", "champ", "train"),
+    ("plan_kw", "drift", "champ", "train", "rule"),
     [
-        ({}, False, NONE, True),
-        ({}, False, CHAMP, False),
-        ({}, True, CHAMP, True),
-        ({"params": {"force_retrain": True}}, False, CHAMP, True),
-        ({"run_type": "scheduled"}, False, CHAMP, True),
-        ({"run_type": "asset_triggered"}, False, CHAMP, True),
+        ({}, False, NONE, True, "first_model"),
+        ({}, False, CHAMP, False, "none"),
+        ({}, True, CHAMP, False, "none"),  # one drifted check is not persistent drift
+        ({"params": {"force_retrain": True}}, False, CHAMP, True, "forced"),
+        ({"run_type": "scheduled"}, False, CHAMP, True, "season_start"),
+        ({"run_type": "backfill"}, False, CHAMP, True, "season_start"),
+        ({"run_type": "asset_triggered"}, False, CHAMP, True, "drift_event"),
     ],
 )
-def test_should_train(plan_kw, drift, champ, train) -> None:
-    ok, why = flow.should_train(_plan(**plan_kw), _drift(drift), champ)
-    assert ok is train and why
+def test_decide_applies_the_policy_and_records_it(make_cfg, tmp_path, plan_kw, drift, champ, train, rule) -> None:
+    from pipeline.monitoring import history, monitor
+
+    cfg = make_cfg()
+    plan = _plan(**plan_kw)
+    dec = monitor.decide(cfg, plan, _drift(drift), champ, str(tmp_path / "decide"), ["/x/cur.parquet"])
+    assert (dec.retrain, dec.rule) == (train, rule)
+    assert flow.should_train(dec) == (train, dec.summary)
+    rows = history.rows(cfg.drift_history_url, cfg.register.model_name)
+    assert len(rows) == (0 if rule == "drift_event" else 1)  # the monitor recorded the event's check
+    # a retry returns the recorded decision and writes nothing twice
+    assert monitor.decide(cfg, plan, _drift(drift), champ, str(tmp_path / "decide"), []) == dec
+    assert len(history.rows(cfg.drift_history_url, cfg.register.model_name)) == len(rows)
+
+
+def test_persistent_drift_retrains_and_a_retrain_moves_the_reference(make_cfg, tmp_path) -> None:
+    from pipeline.monitoring import history, monitor
+
+    cfg = make_cfg()
+
+    def check(day: str, detected: bool, accuracy: float | None = None):
+        plan = _plan(run_id=f"manual__{day}", params={"window_end": day})
+        return monitor.decide(cfg, plan, _drift(detected, accuracy), CHAMP, str(tmp_path / day), [f"/x/{day}.parquet"])
+
+    assert not check("2025-03-01", True).retrain
+    second = check("2025-03-08", True)
+    assert second.retrain and second.rule == "distribution_drift"
+    monitor.record_retrain(
+        cfg, pipeline_run_id="retrain__r", window_start=None, window_end="2025-03-08", trigger="drift",
+        train_data_uri="/x/answered.parquet", test_uri="/x/test.parquet", model_version="4", promoted=False,
+        champion_version="3",
+    )  # fmt: skip
+    refs = monitor.references(cfg, CHAMP, "2025-03-15")
+    assert refs.reference_uri == "/x/answered.parquet"  # the rejected challenger's data: drift it answered
+    after = check("2025-03-15", True)
+    assert not after.retrain  # the same drift, right after a retrain, does not fire again
+    drop = check("2025-03-16", False, accuracy=0.7)
+    assert not drop.retrain and "cooldown" in (drop.suppressed_by or "")
+    later = check("2025-03-29", False, accuracy=0.7)
+    assert later.retrain and later.rule == "performance_drop"
+    kinds = [r.kind for r in history.rows(cfg.drift_history_url, cfg.register.model_name)]
+    assert kinds.count("retrain") == 1 and kinds.count("check") == 5
 
 
 def test_plan_round_trips_through_xcom_dict() -> None:

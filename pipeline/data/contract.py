@@ -172,8 +172,9 @@ def describe(er: Any, df: pd.DataFrame, counts: pd.DataFrame, vcfg: ValidateConf
         more = f" (+{len(per_label) - _MAX_SHOWN} more)" if len(per_label) > _MAX_SHOWN else ""
         return Failure(
             f"{prefix}, set of {len(vcfg.labels)} known labels) {int(bad.sum())} rows with {len(per_label)} new "
-            f"label(s) {shown}{more}; to train on them add them to validate.labels in your config and start a new "
-            "run (this window's files stay unconsumed); to fix a typo, correct the landing file",
+            f"label(s) {shown}{more}; to train on them add them to validate.labels (or set validate.new_labels: accept), "
+            "to train on the rest set validate.new_labels: hold_out, and start a new run (this window's files stay "
+            "unconsumed); to fix a typo, correct the landing file",
             {int(i): f"{prefix}): label {labels[i]!r} is not in validate.labels" for i in df.index[bad]},
         )
     if etype == "expect_column_unique_value_count_to_be_between":

@@ -189,6 +189,37 @@ class IntentClassifier(PythonModel):
                 conf[idx] = top.cpu().numpy()
         return pd.DataFrame({"label": pd.Series([self.labels[i] for i in pred], dtype=object), "confidence": conf})
 
+    def probe(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> tuple[Any, Any]:
+        """Logits (rows × labels) and mean-pooled last-layer embeddings (rows × hidden) of ``texts``,
+        in input order, for the drift check; batched under ``torch.inference_mode``."""
+        import numpy as np
+        import torch
+
+        from pipeline.data.text import clean_text
+
+        max_chars, scrub = int(self.cleaning["max_text_chars"]), bool(self.cleaning["scrub_pii"])
+        clean = [clean_text(str(t), max_chars=max_chars, scrub=scrub)[0] for t in texts]
+        order = sorted(range(len(clean)), key=lambda i: len(clean[i]))
+        logits = np.zeros((len(clean), len(self.labels)), dtype=np.float64)
+        hidden = int(getattr(self.model.config, "hidden_size", 0) or 0)
+        emb = np.zeros((len(clean), hidden), dtype=np.float64)
+        with torch.inference_mode():
+            for start in range(0, len(order), batch_size):
+                idx = order[start : start + batch_size]
+                enc = self.tokenizer(
+                    [clean[i] for i in idx],
+                    padding=True,
+                    truncation=True,
+                    max_length=self.max_length,
+                    return_tensors="pt",
+                ).to(self.device)
+                out = self.model(**enc, output_hidden_states=True)
+                mask = enc["attention_mask"].unsqueeze(-1).float()
+                pooled = (out.hidden_states[-1].float() * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+                logits[idx] = out.logits.float().cpu().numpy()
+                emb[idx] = pooled.cpu().numpy()
+        return logits, emb
+
 
 def log_intent_model(
     model_dir: str | Path,

@@ -1,26 +1,25 @@
-"""Drift step: does the new window look like the data the champion was trained on?
+"""Drift step: how does the new window differ from its references, and how does the champion do on it?
 
-An Evidently 0.7 ``Report`` with two ``ValueDrift`` metrics compares the current window (the
-curated files, concatenated) with a seeded sample of the champion's training data:
+Signals, each a size-aware test (a p-value and an effect with a floor, see
+:mod:`pipeline.monitoring.stats`), computed against two references:
 
-- ``text``: Evidently's ``abs_text_content_drift``, a domain classifier (TF-IDF + SGD, half the
-  rows to train, half to score) that tries to tell current from reference messages; its score is
-  the ROC AUC, 0.5 when the two cannot be told apart. Drift when it is above
-  ``drift.text_drift_threshold``.
-- ``label``: Evidently's ``jensenshannon`` on the label shares; a label the reference never saw
-  has a reference share of 0, so a new intent raises the distance by itself. Drift when it is at or
-  above ``drift.label_drift_threshold``.
+- ``training``: the data the current reference model trained on (the champion's, or the data of the
+  latest retrain when a challenger was rejected since: the drift it answered is not drift again);
+- ``seasonal``: the same season of the previous cycle (from the drift history), when there is one.
 
-The comparisons are Evidently's own (``>`` for the text, ``>=`` for the labels), so the flags here
-agree with the tests shown in the HTML report.
+Per reference: ``text`` (Evidently's ``abs_text_content_drift`` domain classifier, its ROC AUC
+against the Mann-Whitney null of its held-out split) and ``label_prior`` (chi-square on the label
+counts; labels the reference never had are reported as ``new_labels`` instead). Against the
+training reference, with the champion loaded: ``embedding`` (MMD² permutation test on mean-pooled
+embeddings), ``prediction`` (chi-square on predicted labels), ``performance`` (accuracy and macro-F1
+on the labelled window with CIs) and ``estimate`` (CBPE from temperature-calibrated probabilities).
 
-Files written to ``out_dir``: ``drift_report.html`` and ``drift_report.json`` (Evidently's
-snapshot: ``{"metrics": [{"config": {"column": ..., "method": ...}, "value": score}, ...], "tests":
-[...]}``) and ``_SUCCESS``. With no reference (the first model) nothing is compared: the result says
-``has_reference=False`` and only the marker is written. Safe to retry: a finished step returns its
-recorded result; the domain classifier, the split and the reference sample are all seeded.
+Files written to ``out_dir``: ``drift_report.html`` / ``drift_report.json`` (Evidently 0.7
+``Report`` of the text and label columns against the training reference), ``signals.json`` and
+``_SUCCESS``. With no reference (the first model) nothing is compared. Safe to retry: a finished
+step returns its recorded result; samples, splits, bootstrap and permutations are seeded.
 
-Cost: about 0.2 s for 2000 vs 2000 short messages after imports (Evidently's import takes ~5 s).
+The step does not decide: :mod:`pipeline.monitoring.policy` does, from this result and the history.
 """
 
 from __future__ import annotations
@@ -47,19 +46,29 @@ log = logging.getLogger(__name__)
 
 STEP = "drift"
 TEXT_METHOD = "abs_text_content_drift"
-LABEL_METHOD = "jensenshannon"
+LABEL_METHOD = "jensenshannon"  # shown in the HTML report; the decision uses chi-square (size-aware)
 REQUIRED_COLUMNS = ("text", "label")
 HTML_FILE = "drift_report.html"
+SIGNALS_FILE = "signals.json"
 JSON_FILE = "drift_report.json"
 
 
 def run(
-    cfg: PipelineConfig, *, current_uris: list[str], reference_uri: str | None, out_dir: str, pipeline_run_id: str
+    cfg: PipelineConfig,
+    *,
+    current_uris: list[str],
+    reference_uri: str | None,
+    out_dir: str,
+    pipeline_run_id: str,
+    champion_uri: str | None = None,
+    seasonal_uris: Sequence[str] = (),
+    seasonal_name: str | None = None,
+    calibration_uri: str | None = None,
 ) -> DriftResult:
-    """Compare the current window with the reference and return the recorded result.
+    """Compute every signal of the current window and return the recorded result.
 
-    Raises :class:`DriftCheckError` when the current data is empty or unreadable, when the reference
-    is given but unusable, or when Evidently cannot compute a score.
+    Raises :class:`DriftCheckError` when the current data is empty or unreadable, when a reference
+    is given but unusable, when the champion cannot be loaded, or when Evidently cannot score.
     """
     done = storage.load_done(out_dir, DriftResult)
     if done is not None:
@@ -77,22 +86,14 @@ def run(
             {
                 "drift.has_reference": str(reference_uri is not None).lower(),
                 "drift.reference_uri": reference_uri or "none",
+                "drift.seasonal_reference": seasonal_name or "none",
                 "drift.current_files": ",".join(Path(str(u)).name for u in current_uris)[:5000],
             }
         )
-        mlflow.log_params(
-            {
-                "drift.text_method": TEXT_METHOD,
-                "drift.label_method": LABEL_METHOD,
-                "drift.text_drift_threshold": dcfg.text_drift_threshold,
-                "drift.label_drift_threshold": dcfg.label_drift_threshold,
-                "drift.reference_sample_size": dcfg.reference_sample_size,
-                "drift.seed": dcfg.seed,
-            }
-        )
-        current = _read(current_uris, "current")
+        mlflow.log_params({f"drift.{k}": v for k, v in dcfg.model_dump().items() if k != "history_url"})
+        full = _read(current_uris, "current")
         if reference_uri is None:
-            log.info("drift: no reference (first model): %d current rows, nothing to compare", len(current))
+            log.info("drift: no reference (first model): %d current rows, nothing to compare", len(full))
             result = DriftResult(
                 drift_detected=False,
                 has_reference=False,
@@ -103,60 +104,149 @@ def run(
                 report_html_uri=None,
                 report_json_uri=None,
                 reference_rows=0,
-                current_rows=len(current),
+                current_rows=len(full),
                 mlflow_run_id=mlrun.info.run_id,
             )
-            mlflow.log_metrics({"rows": len(current), "drift_detected": 0})
+            mlflow.log_metrics({"rows": len(full), "drift_detected": 0})
             with storage.staged_dir(out_dir) as stage:
                 storage.write_done(stage, result)
             return result
 
-        reference = _read([reference_uri], "reference")
-        if len(reference) > dcfg.reference_sample_size:
-            reference = reference.sample(n=dcfg.reference_sample_size, random_state=dcfg.seed)
-        reference = reference.reset_index(drop=True)
-
+        current = _sample(full, dcfg.max_current_rows, dcfg.seed)
+        reference_full = _read([reference_uri], "reference")
+        reference = _sample(reference_full, dcfg.reference_sample_size, dcfg.seed)
+        new_labels = sorted(set(full["label"]) - set(reference_full["label"]))
         started = time.perf_counter()
         with storage.staged_dir(out_dir) as stage:
             snapshot = _report(current, reference, cfg, pipeline_run_id, current_uris, reference_uri)
             snapshot.save_html(str(stage / HTML_FILE))
             snapshot.save_json(str(stage / JSON_FILE))
-            text_score = _score(snapshot.dict(), "text")
-            label_score = _score(snapshot.dict(), "label")
-            text_drift = text_score > dcfg.text_drift_threshold
-            label_drift = label_score >= dcfg.label_drift_threshold
+            auc = _score(snapshot.dict(), "text")
+            tests = {"training": _tests(full, current, reference, dcfg, set(new_labels), auc)}
+            seasonal_rows = 0
+            if seasonal_uris:
+                seasonal = _sample(
+                    _read(list(seasonal_uris), "seasonal reference"), dcfg.reference_sample_size, dcfg.seed
+                )
+                seasonal_rows = len(seasonal)
+                tests["seasonal"] = _tests(full, current, seasonal, dcfg, set(new_labels) | _unseen(full, seasonal))
+            performance = estimate = None
+            if champion_uri is not None:
+                model_tests, performance, estimate = _model_signals(
+                    champion_uri, current, reference, dcfg, calibration_uri
+                )
+                tests["training"].update(model_tests)
+            used = "seasonal" if dcfg.reference == "seasonal" and "seasonal" in tests else "training"
+            flags = {name: _on(t, dcfg.alpha) for name, t in tests[used].items()}
+            text_score, label_score = tests["training"]["text"]["value"], tests["training"]["label_prior"]["value"]
             result = DriftResult(
-                drift_detected=text_drift or label_drift,
+                drift_detected=any(flags.values()),
                 has_reference=True,
                 text_drift_score=text_score,
                 label_drift_score=label_score,
-                text_drift_detected=text_drift,
-                label_drift_detected=label_drift,
+                text_drift_detected=flags.get("text", False),
+                label_drift_detected=flags.get("label_prior", False),
                 report_html_uri=str(final / HTML_FILE),
                 report_json_uri=str(final / JSON_FILE),
                 reference_rows=len(reference),
-                current_rows=len(current),
+                current_rows=len(full),
                 mlflow_run_id=mlrun.info.run_id,
+                tests=tests,
+                reference_used=used,
+                seasonal_reference=seasonal_name if seasonal_uris else None,
+                performance=performance,
+                estimate=estimate,
+                new_labels=tuple(new_labels),
+                reference_uri=reference_uri,
             )
-            mlflow.log_artifact(str(stage / HTML_FILE), STEP)
-            mlflow.log_artifact(str(stage / JSON_FILE), STEP)
-            mlflow.log_metrics(
-                {
-                    "text_drift_score": text_score,
-                    "label_drift_score": label_score,
-                    "drift_detected": int(result.drift_detected),
-                    "rows": len(current),
-                    "reference_rows": len(reference),
-                }
-            )
+            storage.write_json_atomic(stage / SIGNALS_FILE, result.to_dict())
+            for name in (HTML_FILE, JSON_FILE, SIGNALS_FILE):
+                mlflow.log_artifact(str(stage / name), STEP)
+            metrics: dict[str, float] = {
+                "text_drift_score": text_score,
+                "label_drift_score": label_score,
+                "drift_detected": int(result.drift_detected),
+                "rows": len(full),
+                "reference_rows": len(reference),
+                "seasonal_reference_rows": seasonal_rows,
+                "new_labels": len(new_labels),
+            }
+            for ref, by_signal in tests.items():
+                for name, t in by_signal.items():
+                    metrics[f"{ref}.{name}.p_value"] = t["p_value"]
+                    metrics[f"{ref}.{name}.value"] = t["value"]
+            for key in ("accuracy", "accuracy_low", "accuracy_high", "macro_f1", "macro_f1_low", "macro_f1_high"):
+                if performance is not None:
+                    metrics[f"champion.{key}"] = performance[key]
+            if estimate is not None:
+                metrics["cbpe.accuracy"], metrics["cbpe.macro_f1"] = estimate["accuracy"], estimate["macro_f1"]
+            mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(float(v))})
             storage.write_done(stage, result)
         log.info(
-            "drift: %d current vs %d reference rows: text ROC AUC %.3f (threshold %.2f, drift=%s), "
-            "label JS distance %.3f (threshold %.2f, drift=%s), %.2fs; wrote %s",
-            len(current), len(reference), text_score, dcfg.text_drift_threshold, text_drift,
-            label_score, dcfg.label_drift_threshold, label_drift, time.perf_counter() - started, final,
+            "drift: %d current rows (%d sampled) vs %d reference rows%s in %.2fs: %s; new labels %s; wrote %s",
+            len(full), len(current), len(reference),
+            f" and {seasonal_rows} seasonal ({seasonal_name})" if seasonal_uris else "",
+            time.perf_counter() - started,
+            ", ".join(f"{k} p={t['p_value']:.3g} value={t['value']:.3g}" for k, t in tests["training"].items()),
+            new_labels or "none", final,
         )  # fmt: skip
     return result
+
+
+def _on(test: dict[str, Any], alpha: float) -> bool:
+    return bool(test["p_value"] < alpha and test["effect"] >= test["effect_floor"])
+
+
+def _sample(df: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
+    return (df.sample(n=n, random_state=seed) if len(df) > n else df).reset_index(drop=True)
+
+
+def _unseen(current: pd.DataFrame, reference: pd.DataFrame) -> set[str]:
+    return set(current["label"]) - set(reference["label"])
+
+
+def _tests(
+    full: pd.DataFrame,
+    current: pd.DataFrame,
+    reference: pd.DataFrame,
+    dcfg: Any,
+    new_labels: set[str],
+    auc: float | None = None,
+) -> dict[str, Any]:
+    from pipeline.monitoring import signals
+
+    try:
+        return {
+            "text": signals.text_test(current["text"], reference["text"], dcfg.text_drift_threshold, auc),
+            "label_prior": signals.label_test(
+                full["label"], reference["label"], dcfg.label_drift_threshold, new_labels
+            ),
+        }
+    except ValueError as exc:  # sklearn: empty vocabulary, one-class split
+        raise DriftCheckError(f"drift: the text domain classifier could not score this window: {exc}") from exc
+
+
+def _model_signals(
+    champion_uri: str, current: pd.DataFrame, reference: pd.DataFrame, dcfg: Any, calibration_uri: str | None
+) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any] | None]:
+    from pipeline.monitoring import signals
+
+    try:
+        model = mlflow.pyfunc.load_model(champion_uri).unwrap_python_model()
+    except Exception as exc:  # MLflow raises many types; the message names the URI
+        raise DriftCheckError(f"drift: cannot load the champion {champion_uri}: {exc}") from exc
+    if not hasattr(model, "probe"):
+        log.warning(
+            "drift: %s is not an intent model (no probe): embedding, prediction and performance skipped", champion_uri
+        )
+        return {}, None, None
+    calibration = (
+        _read([calibration_uri], "calibration")
+        if calibration_uri and Path(paths.local_path(calibration_uri)).exists()
+        else None
+    )
+    temperature = signals.calibration_temperature(model, calibration)
+    return signals.model_signals(model, current, reference, dcfg, temperature=temperature)
 
 
 def _read(uris: Sequence[str], role: str) -> pd.DataFrame:

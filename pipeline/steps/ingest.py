@@ -59,7 +59,7 @@ QUARANTINE_COLUMNS = (
     "reason_code",
 )
 _BASIC_DATE = re.compile(r"^\s*\d{8}\s*$")
-REASON_CODES = ("empty_text", "text_too_short", "missing_label", "bad_timestamp", "duplicate")
+REASON_CODES = ("empty_text", "text_too_short", "missing_label", "bad_timestamp", "duplicate", "new_label")
 _MAX_FIELD_CHARS = 200  # labels, segments and raw timestamps are short; longer values are cut before cleaning
 
 
@@ -150,6 +150,35 @@ class _Cleaned:
     unknown_labels: dict[str, int]
 
 
+def _hold_out_new_labels(df: pd.DataFrame, cfg: PipelineConfig, flag: Any) -> None:
+    """``validate.new_labels``: fail leaves new labels for validation to name; hold_out quarantines
+    their rows; accept keeps them, holding out only those with fewer than min_rows_per_class rows."""
+    vcfg = cfg.validate_cfg
+    if vcfg.new_labels == "fail":
+        return
+    ok = df["reason_code"].isna() & df["label"].notna()
+    new = ok & ~df["label"].isin(set(vcfg.labels))
+    if not new.any():
+        return
+    if vcfg.new_labels == "hold_out":
+        flag(
+            new,
+            "new_label",
+            "new_label (" + df["label"].astype(str) + " is not in validate.labels; validate.new_labels: hold_out)",
+        )
+        return
+    counts = df.loc[new, "label"].value_counts()
+    rare = new & df["label"].isin(set(counts[counts < vcfg.min_rows_per_class].index))
+    flag(
+        rare,
+        "new_label",
+        "new_label ("
+        + df["label"].astype(str)
+        + f" has fewer than validate.min_rows_per_class={vcfg.min_rows_per_class} "
+        "rows in this window; validate.new_labels: accept)",
+    )
+
+
 def _clean(raw: pd.DataFrame, cfg: PipelineConfig) -> _Cleaned:
     """Kept and quarantined rows; PII is gone from every string column of both frames.
 
@@ -219,6 +248,7 @@ def _clean(raw: pd.DataFrame, cfg: PipelineConfig) -> _Cleaned:
     )
     flag(df["label"].isna(), "missing_label", "missing_label")
     flag(df["timestamp"].isna(), "bad_timestamp", "bad_timestamp (not ISO 8601 or epoch seconds)")
+    _hold_out_new_labels(df, cfg, flag)
 
     # exact duplicates among the remaining rows: keep the first by time, then by file order and row
     ok = df["reason_code"].isna()
@@ -347,7 +377,12 @@ def run(
     cleaned = _clean(raw, cfg)
     kept, quarantined, pii_counts, truncated = cleaned.kept, cleaned.quarantined, cleaned.pii, cleaned.truncated
     if cleaned.unknown_labels:
-        log.warning("labels not in validate.labels (validation will name them): %s", cleaned.unknown_labels)
+        what = {
+            "fail": "validation will name them and fail the window",
+            "hold_out": "their rows are held out in quarantine (reason new_label)",
+            "accept": "accepted: the head grows for them (rarer than validate.min_rows_per_class: held out)",
+        }[cfg.validate_cfg.new_labels]
+        log.warning("labels not in validate.labels: %s; %s", cleaned.unknown_labels, what)
     kept_files = set(kept["source_file"])
     exhausted = [fh for fh in pending if fh.path.name not in kept_files]
     for meta in files_meta:

@@ -107,6 +107,7 @@ def run(cfg: PipelineConfig, *, data_uris: list[str], out_dir: str, pipeline_run
         mlflow.set_tag("data_files", files[:5000])
         mlflow.log_params(_params(vcfg))
         df, origin, missing_by_file = _read_window(data_uris)
+        vcfg = accepted_labels(vcfg, df)
         started = time.perf_counter()
         with storage.staged_dir(out_dir) as stage:
             outcome = _run_suites(df, vcfg, stage / DATA_DOCS_DIR, pipeline_run_id)
@@ -151,6 +152,18 @@ def run(cfg: PipelineConfig, *, data_uris: list[str], out_dir: str, pipeline_run
         if not outcome.success:
             raise DataValidationError(message)
     return result
+
+
+def accepted_labels(vcfg: ValidateConfig, df: pd.DataFrame) -> ValidateConfig:
+    """With ``new_labels: accept``, the window's new labels join the known set for this run (ingest
+    already held out those too rare to train on); otherwise the configured set, unchanged."""
+    if vcfg.new_labels != "accept" or "label" not in df.columns:
+        return vcfg
+    new = sorted(set(df["label"].dropna().astype(str)) - set(vcfg.labels))
+    if not new:
+        return vcfg
+    log.warning("validate: new label(s) %s accepted for this run (validate.new_labels: accept)", new)
+    return vcfg.model_copy(update={"labels": (*vcfg.labels, *new)})
 
 
 def _params(vcfg: ValidateConfig) -> dict[str, Any]:

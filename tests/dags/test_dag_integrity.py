@@ -60,6 +60,7 @@ def test_retrain_is_wired_as_documented(bag) -> None:
         "validate",
         "champion",
         "drift_check",
+        "decide",
         "should_train",
         "finetune",
         "evaluate",
@@ -81,6 +82,7 @@ def test_monitor_commits_its_watermark_last(bag) -> None:
     commit = dag.get_task("commit")
     assert commit.trigger_rule == "none_failed"
     assert {"emit_drift", "ingest"} <= commit.upstream_task_ids
+    assert "decide" in dag.get_task("emit_drift").upstream_task_ids
 
 
 def test_gates_have_no_retries_and_io_steps_do(bag) -> None:
@@ -98,10 +100,10 @@ def test_retrain_schedule_is_seasons_or_drift(bag) -> None:
 
     tt = bag.dags["retrain"].timetable
     assert "AssetOrTimeSchedule" in type(tt).__name__ or isinstance(tt, AssetOrTimeSchedule)
-    text = repr(tt)
-    for cron in ("0 0 1 3 *", "0 0 1 6 *", "0 0 1 9 *", "0 0 20 11 *", "0 0 27 12 *"):
-        assert cron in text
-    assert "support_intent_drift" in text
+    from pipeline.timetable import SeasonalTimetable
+
+    assert tt.timetable == SeasonalTimetable(("03-01", "06-01", "09-01", "11-20", "12-27"), timezone="UTC")
+    assert "support_intent_drift" in repr(tt)
 
 
 def test_monitor_emits_on_the_drift_asset(bag) -> None:
@@ -113,9 +115,11 @@ def test_monitor_emits_on_the_drift_asset(bag) -> None:
 
 def test_time_triggers_can_be_switched_off() -> None:
     from pipeline.config import ScheduleConfig
-    from pipeline.schedules import monitor_schedule, retrain_schedule, season_crons
+    from pipeline.schedules import monitor_schedule, retrain_schedule, seasonal_timetable
 
     off = ScheduleConfig(time_triggers=False)
     assert monitor_schedule(off) is None
+    assert monitor_schedule(ScheduleConfig(monitor_cron=None)) is None
     assert [a.name for a in retrain_schedule(off)] == ["support_intent_drift"]
-    assert season_crons(ScheduleConfig(season_starts=("11-20", "02-29"))) == ["0 0 20 11 *", "0 0 29 2 *"]
+    tt = seasonal_timetable(ScheduleConfig(season_starts=("11-20", "02-29"), timezone="Europe/Berlin"))
+    assert tt.season_starts == ("02-29", "11-20") and tt.timezone == "Europe/Berlin"

@@ -80,3 +80,19 @@ def test_loop_registers_and_promotes_on_postgres(make_cfg, pg_db, tmp_path) -> N
     )
     assert again.version == out["register"]["version"]
     assert len(c.search_model_versions(f"name = '{cfg.register.model_name}'")) == 1
+
+
+def test_drift_history_on_postgres_is_idempotent_and_ordered(pg_db) -> None:
+    from pipeline.monitoring import history
+
+    row = history.Row(model_name="m", pipeline_run_id="monitor__a", kind="check", window_end="2025-03-08",
+                      retrain=True, rule="distribution_drift", signals_on=("text",), signals={"tests": {}},
+                      reasons=[{"signal": "text", "fired": True}], current_uris=("/x/a.parquet",))  # fmt: skip
+    assert history.record(pg_db, row) is True
+    assert history.record(pg_db, row) is False  # a retried task writes nothing twice
+    history.record(pg_db, history.Row(model_name="m", pipeline_run_id="retrain__b", kind="retrain",
+                                      window_end="2025-03-01", reference_after="/x/r.parquet", promoted=False))  # fmt: skip
+    rows = history.rows(pg_db, "m")
+    assert [r.kind for r in rows] == ["retrain", "check"]
+    assert rows[1].signals_on == ("text",) and rows[1].reasons == [{"signal": "text", "fired": True}]
+    assert rows[1].past().kind == "check" and rows[0].reference_after == "/x/r.parquet"

@@ -87,6 +87,7 @@ def test_same_distribution_has_no_drift(dcfg, reference: str, tmp_path: Path) ->
     assert {f.path for f in client.list_artifacts(res.mlflow_run_id, "drift")} == {
         "drift/drift_report.html",
         "drift/drift_report.json",
+        "drift/signals.json",
     }
 
 
@@ -117,8 +118,12 @@ def test_label_shift_is_label_drift(dcfg, reference: str, tmp_path: Path, labels
 
     res = _run(dcfg, current, reference, tmp_path / "run" / "drift", "drift_test__labels")
 
+    if "gift_card" in labels:  # a new label is its own signal, not a prior shift
+        assert res.new_labels == ("gift_card",)
+        return
     assert res.label_drift_detected and res.drift_detected
     assert res.label_drift_score is not None and res.label_drift_score >= 0.1
+    assert res.tests["training"]["label_prior"]["p_value"] < 0.01
     assert not res.text_drift_detected
 
 

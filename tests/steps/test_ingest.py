@@ -188,6 +188,7 @@ def test_pii_in_the_label_column_never_persists(cfg, tmp_path: Path) -> None:
     ]
     rows.append({"text": "please help me now", "label": "jane.doe@example.com", "timestamp": 1735689700})
     _jsonl(landing / "x_2025-01-01.jsonl", rows)
+    cfg = cfg.model_copy(update={"validate_": cfg.validate_cfg.model_copy(update={"new_labels": "fail"})})
     res = _run(cfg, landing, tmp_path / "out")
     assert res.label_counts == {"[EMAIL]": 1, "order_status": 10}
     manifest = json.loads(Path(res.manifest_uri).read_text())
@@ -247,7 +248,7 @@ def test_no_pii_in_any_persisted_file(cfg, landing: Path, tmp_path: Path) -> Non
 
 
 def test_bad_rows_are_quarantined_with_reasons(make_cfg, tmp_path: Path) -> None:
-    cfg = make_cfg(ingest={"max_text_chars": 40})
+    cfg = make_cfg(ingest={"max_text_chars": 40}, validate={"new_labels": "fail"})
     landing = tmp_path / "landing"
     _jsonl(
         landing / "support_2025-02-01.jsonl",
@@ -370,3 +371,35 @@ def test_unreadable_file_names_the_file(
         _run(cfg, landing, out)
     assert name in str(exc.value) and "\n" not in str(exc.value)
     _assert_untouched(cfg, out)
+
+
+@pytest.mark.parametrize(
+    ("mode", "held_out", "kept_labels"),
+    [
+        ("fail", set(), {"order_status", "refund_request", "warranty_claim", "loyalty_points"}),
+        ("hold_out", {"warranty_claim", "loyalty_points"}, {"order_status", "refund_request"}),
+        ("accept", {"loyalty_points"}, {"order_status", "refund_request", "warranty_claim"}),
+    ],
+)
+def test_new_labels_fail_hold_out_or_accept(make_cfg, tmp_path: Path, mode, held_out, kept_labels) -> None:
+    """hold_out quarantines every new label's rows; accept keeps those with enough rows to train on."""
+    cfg = make_cfg(validate={"new_labels": mode, "min_rows_per_class": 3})
+    rows = [{"text": f"where is my order {i}", "label": "order_status", "timestamp": 1735689600 + i} for i in range(6)]
+    rows += [
+        {"text": f"refund for item {i} please", "label": "refund_request", "timestamp": 1735689700 + i}
+        for i in range(6)
+    ]
+    rows += [
+        {"text": f"my warranty claim {i} for the kettle", "label": "warranty_claim", "timestamp": 1735689800 + i}
+        for i in range(4)
+    ]
+    rows += [{"text": "my loyalty points vanished", "label": "loyalty_points", "timestamp": 1735689900}]
+    _jsonl(tmp_path / "landing" / "x_2025-01-01.jsonl", rows)
+    res = _run(cfg, tmp_path / "landing", tmp_path / "out")
+    kept = pd.concat(pd.read_parquet(u) for u in (res.train_uri, res.val_uri, res.test_uri))
+    assert set(kept["label"]) == kept_labels
+    if held_out:
+        q = pd.read_parquet(res.quarantine_uri)
+        assert set(q["label"]) == held_out and set(q["reason_code"]) == {"new_label"}
+        assert all(mode in r for r in q["reason"])
+    assert res.quarantine_reasons.get("new_label", 0) == sum(1 for r in rows if r["label"] in held_out)

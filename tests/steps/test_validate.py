@@ -159,7 +159,7 @@ FAILURES: dict[str, tuple[Callable[[pd.DataFrame], pd.DataFrame], list[str]]] = 
         [
             "expect_column_values_to_be_in_set(label",
             "3 rows with 1 new label(s) {'refnd': 3}",
-            "add them to validate.labels in your config and start a new run",
+            "add them to validate.labels (or set validate.new_labels: accept)",
         ],
     ),
     "text_too_long": (

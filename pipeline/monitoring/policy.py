@@ -1,0 +1,264 @@
+"""When to retrain: the drift policy. Pure: a check's signals and the past decisions in, a decision out.
+
+Rules, each reported with its signal, value, threshold and whether it fired:
+
+- ``first_model``: no champion yet. ``forced``: the caller asked. ``drift_event``: the monitor already
+  decided (a retrain run started by its asset event does not decide twice).
+- ``season_start``: the business calendar (the seasonal timetable) says a season starts.
+- ``new_label``: a label the champion cannot predict was accepted (``validate.new_labels: accept``).
+- ``performance_drop``: the champion's accuracy on the newly labelled window is below its accuracy at
+  registration (or its recent windows' mean) by more than ``perf_margin`` AND the upper end of the
+  window's confidence interval is below that baseline, i.e. the drop's CI excludes zero. With no
+  labels, CBPE's estimate stands in (no CI: the margin alone decides).
+- ``distribution_drift``: some distribution signal (text, embedding, label prior, prediction) is on
+  in at least ``persist_k`` of the last ``persist_m`` checks since the reference last changed. A
+  signal is on when its p-value is below ``alpha`` and its effect is at least its floor; once on, it
+  stays on while p < alpha^(1-h) and effect ≥ floor·(1-h) (hysteresis ``h``), so a score hovering at
+  the threshold does not flap.
+
+Guards: after a retrain (promoted or not, the reference moves to the data it trained on), the
+drift rules (performance, distribution, new label) are suppressed for ``cooldown_days``; an
+optional ``budget`` caps drift-started retrains per ``budget_days``. Season starts, forced runs and
+first models are never suppressed. The decision says which guard held it back and until when.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Literal
+
+DISTRIBUTION_SIGNALS = ("text", "embedding", "label_prior", "prediction")
+ALWAYS_RULES = ("first_model", "forced", "drift_event", "season_start")
+
+
+@dataclass(frozen=True)
+class SignalTest:
+    """One distribution signal at one check: a p-value and an effect size with its floor."""
+
+    signal: str
+    p_value: float
+    effect: float
+    effect_floor: float
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class PerformanceCheck:
+    """The champion's accuracy on the window (with CI) and the baselines it is held to."""
+
+    value: float
+    low: float
+    high: float
+    baseline: float | None  # at registration
+    recent: float | None = None  # mean over the champion's recent windows
+    estimated: bool = False  # CBPE: no labels, no CI
+    metric: str = "accuracy"
+
+
+@dataclass(frozen=True)
+class CheckInput:
+    day: date
+    trigger: str = "manual"
+    has_champion: bool = True
+    forced: bool = False
+    season_start: bool = False
+    tests: tuple[SignalTest, ...] = ()
+    performance: PerformanceCheck | None = None
+    new_labels: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PastRecord:
+    day: date
+    kind: Literal["check", "retrain"]
+    signals_on: tuple[str, ...] = ()
+    retrain: bool = False
+
+
+@dataclass(frozen=True)
+class Rules:
+    alpha: float = 0.01
+    hysteresis: float = 0.25
+    persist_k: int = 2
+    persist_m: int = 3
+    perf_margin: float = 0.03
+    cooldown_days: int = 14
+    budget: int | None = None
+    budget_days: int = 90
+    on_season_start: bool = True
+    on_new_label: bool = True
+
+
+@dataclass(frozen=True)
+class Reason:
+    signal: str
+    value: float | None
+    threshold: float | None
+    rule: str
+    fired: bool
+
+
+@dataclass(frozen=True)
+class Decision:
+    retrain: bool
+    rule: str  # the rule that decided, "none", or the suppressed rule
+    reasons: tuple[Reason, ...]
+    signals_on: tuple[str, ...]
+    suppressed_by: str | None = None
+    cooldown_until: date | None = None
+    summary: str = ""
+    fired: tuple[str, ...] = field(default=())
+
+
+def _off_alpha(alpha: float, h: float) -> float:
+    return float(alpha ** (1 - h))
+
+
+def signals_on(
+    tests: Sequence[SignalTest], previously_on: Sequence[str], rules: Rules
+) -> tuple[list[str], list[Reason]]:
+    """Which distribution signals are on now (with hysteresis), and a reason line per test."""
+    on, reasons = [], []
+    for t in tests:
+        was_on = t.signal in previously_on
+        alpha = _off_alpha(rules.alpha, rules.hysteresis) if was_on else rules.alpha
+        floor = t.effect_floor * (1 - rules.hysteresis) if was_on else t.effect_floor
+        fired = t.p_value < alpha and t.effect >= floor
+        if fired:
+            on.append(t.signal)
+        rule = f"p < {alpha:.3g} and effect ≥ {floor:.3g}" + (" (hysteresis: on at the last check)" if was_on else "")
+        reasons.append(
+            Reason(
+                t.signal,
+                t.p_value,
+                alpha,
+                rule + (f"; effect {t.effect:.3g}" if t.detail == "" else f"; {t.detail}"),
+                fired,
+            )
+        )
+    return on, reasons
+
+
+def performance_rule(perf: PerformanceCheck | None, rules: Rules) -> tuple[bool, list[Reason]]:
+    """Fired when the drop from a baseline exceeds the margin and the window's CI excludes no drop."""
+    if perf is None:
+        return False, []
+    out, fired = [], False
+    for name, base in (("registration", perf.baseline), ("recent", perf.recent)):
+        if base is None or not math.isfinite(base):
+            continue
+        drop = base - perf.value
+        hit = drop > rules.perf_margin and (perf.estimated or perf.high < base)
+        fired |= hit
+        kind = "CBPE estimate" if perf.estimated else f"CI [{perf.low:.3f}, {perf.high:.3f}]"
+        out.append(
+            Reason(
+                "performance" if not perf.estimated else "performance_estimate",
+                perf.value,
+                base - rules.perf_margin,
+                f"{perf.metric} {perf.value:.3f} ({kind}) vs {base:.3f} at {name}: drop {drop:+.3f} must exceed "
+                f"{rules.perf_margin:.3f}" + ("" if perf.estimated else " with the CI below the baseline"),
+                hit,
+            )
+        )
+    return fired, out
+
+
+def since_reference(history: Sequence[PastRecord]) -> tuple[list[PastRecord], PastRecord | None]:
+    """Checks after the latest retrain (oldest first), and that retrain (None when there was none)."""
+    ordered = sorted(history, key=lambda r: (r.day, r.kind == "retrain"))
+    last_retrain = next((r for r in reversed(ordered) if r.kind == "retrain"), None)
+    checks = [r for r in ordered if r.kind == "check" and (last_retrain is None or r.day >= last_retrain.day)]
+    if last_retrain is not None:
+        checks = [r for r in checks if r.day > last_retrain.day]
+    return checks, last_retrain
+
+
+def decide(check: CheckInput, history: Sequence[PastRecord], rules: Rules) -> Decision:
+    """The retrain decision for one check. ``history`` holds earlier records only, any order."""
+    checks, last_retrain = since_reference([r for r in history if r.day <= check.day])
+    previously_on = checks[-1].signals_on if checks else ()
+    on, reasons = signals_on(check.tests, previously_on, rules)
+    perf_hit, perf_reasons = performance_rule(check.performance, rules)
+    reasons += perf_reasons
+
+    window = [*checks[-(rules.persist_m - 1) :], None] if rules.persist_m > 1 else [None]
+    persisting = sum(1 for r in window if (r is None and on) or (r is not None and r.signals_on))
+    dist_hit = bool(on) and persisting >= rules.persist_k
+    reasons.append(
+        Reason(
+            "distribution_drift",
+            float(persisting),
+            float(rules.persist_k),
+            f"some signal on in {persisting} of the last {len(window)} checks since the reference changed "
+            f"(need {rules.persist_k} of {rules.persist_m}); on now: {', '.join(on) or 'none'}",
+            dist_hit,
+        )
+    )
+
+    candidates: list[str] = []
+    if not check.has_champion:
+        candidates.append("first_model")
+    if check.forced:
+        candidates.append("forced")
+    if check.trigger == "drift":
+        candidates.append("drift_event")
+    if rules.on_season_start and (check.season_start or check.trigger == "schedule"):
+        candidates.append("season_start")
+    drift_rules = []
+    if rules.on_new_label and check.new_labels:
+        drift_rules.append("new_label")
+        reasons.append(Reason("new_labels", float(len(check.new_labels)), 0.0, ", ".join(check.new_labels), True))
+    if perf_hit:
+        drift_rules.append("performance_drop")
+    if dist_hit:
+        drift_rules.append("distribution_drift")
+
+    cooldown_end = last_retrain.day + timedelta(days=rules.cooldown_days) if last_retrain else None
+    suppressed = None
+    if drift_rules and not candidates:
+        if cooldown_end is not None and check.day < cooldown_end:
+            suppressed = f"cooldown until {cooldown_end.isoformat()} (retrained {last_retrain.day.isoformat()})"  # type: ignore[union-attr]
+        elif rules.budget is not None:
+            since = check.day - timedelta(days=rules.budget_days)
+            spent = sum(1 for r in history if r.kind == "retrain" and since < r.day <= check.day)
+            if spent >= rules.budget:
+                suppressed = f"budget: {spent} retrains in the last {rules.budget_days} days (max {rules.budget})"
+
+    fired = tuple(candidates + drift_rules)
+    retrain = bool(candidates) or (bool(drift_rules) and suppressed is None)
+    rule = fired[0] if fired else "none"
+    until = check.day + timedelta(days=rules.cooldown_days) if retrain else (
+        cooldown_end if cooldown_end is not None and check.day < cooldown_end else None
+    )  # fmt: skip
+    decision = Decision(
+        retrain=retrain,
+        rule=rule,
+        reasons=tuple(reasons),
+        signals_on=tuple(on),
+        suppressed_by=suppressed,
+        cooldown_until=until,
+        fired=fired,
+    )
+    return Decision(**{**decision.__dict__, "summary": summarize(check, decision)})
+
+
+def summarize(check: CheckInput, d: Decision) -> str:
+    """One readable line: the verdict, the rule, and every signal's number."""
+    head = ("RETRAIN" if d.retrain else "no retrain") + f" ({d.rule})"
+    if d.suppressed_by:
+        head += f", held back by {d.suppressed_by}"
+    parts = []
+    for t in check.tests:
+        parts.append(f"{t.signal} p={t.p_value:.3g} effect={t.effect:.3g}{'*' if t.signal in d.signals_on else ''}")
+    if check.performance is not None:
+        p = check.performance
+        base = "–" if p.baseline is None else f"{p.baseline:.3f}"
+        ci = "est." if p.estimated else f"[{p.low:.3f}, {p.high:.3f}]"
+        parts.append(f"{p.metric} {p.value:.3f} {ci} vs {base}")
+    if check.new_labels:
+        parts.append("new labels " + ",".join(check.new_labels))
+    return f"{check.day.isoformat()}: {head}" + (": " + "; ".join(parts) if parts else "")

@@ -1,0 +1,111 @@
+"""The drift policy, a pure function: each rule, each guard, and their interplay."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipeline.monitoring.policy import CheckInput, PastRecord, PerformanceCheck, Rules, SignalTest, decide
+
+D0 = date(2025, 6, 1)
+RULES = Rules(alpha=0.01, hysteresis=0.25, persist_k=2, persist_m=3, perf_margin=0.03, cooldown_days=14)
+DRIFT = SignalTest("text", 0.001, 0.2, 0.05)
+QUIET = SignalTest("text", 0.4, 0.01, 0.05)
+
+
+def check(day=D0, **kw):
+    return CheckInput(day=day, **kw)
+
+
+def test_first_model_and_forced_and_season_start_always_retrain():
+    assert decide(check(has_champion=False), [], RULES).rule == "first_model"
+    assert decide(check(forced=True), [], RULES).rule == "forced"
+    d = decide(check(trigger="schedule"), [PastRecord(D0 - timedelta(days=1), "retrain")], RULES)
+    assert d.retrain and d.rule == "season_start" and d.suppressed_by is None  # no cooldown for the calendar
+    assert not decide(check(trigger="schedule"), [], Rules(on_season_start=False)).retrain
+
+
+def test_one_noisy_window_does_not_retrain_but_persistence_does():
+    first = decide(check(tests=(DRIFT,)), [], RULES)
+    assert not first.retrain and first.signals_on == ("text",)
+    past = [PastRecord(D0, "check", ("text",))]
+    second = decide(check(D0 + timedelta(days=7), tests=(DRIFT,)), past, RULES)
+    assert second.retrain and second.rule == "distribution_drift"
+    assert any(r.signal == "distribution_drift" and r.fired for r in second.reasons)
+
+
+def test_the_effect_floor_holds_back_a_significant_but_tiny_shift():
+    tiny = SignalTest("label_prior", 1e-9, 0.01, 0.05)
+    past = [PastRecord(D0 - timedelta(days=7), "check", ("label_prior",))]
+    d = decide(check(tests=(tiny,)), past, RULES)
+    assert not d.retrain and d.signals_on == ()
+
+
+def test_hysteresis_keeps_a_signal_on_near_the_threshold():
+    near = SignalTest("text", 0.02, 0.2, 0.05)  # above alpha 0.01 but below alpha^0.75 = 0.0316
+    off = decide(check(tests=(near,)), [], RULES)
+    assert off.signals_on == ()
+    was_on = decide(check(tests=(near,)), [PastRecord(D0 - timedelta(days=7), "check", ("text",))], RULES)
+    assert was_on.signals_on == ("text",) and was_on.retrain  # 2 of the last 3 checks
+
+
+def test_a_retrain_resets_the_reference_so_the_same_drift_does_not_fire_again():
+    past = [
+        PastRecord(D0 - timedelta(days=21), "check", ("text",)),
+        PastRecord(D0 - timedelta(days=14), "check", ("text",), retrain=True),
+        PastRecord(D0 - timedelta(days=14), "retrain"),
+    ]
+    d = decide(check(tests=(DRIFT,)), past, RULES)
+    assert not d.retrain  # only this check since the retrain: 1 of 3
+
+
+def test_performance_drop_needs_margin_and_a_ci_below_the_baseline():
+    fired = decide(check(performance=PerformanceCheck(0.78, 0.74, 0.82, baseline=0.88)), [], RULES)
+    assert fired.retrain and fired.rule == "performance_drop"
+    wide = decide(check(performance=PerformanceCheck(0.78, 0.60, 0.90, baseline=0.88)), [], RULES)
+    assert not wide.retrain  # the CI reaches the baseline: the drop is not established
+    small = decide(check(performance=PerformanceCheck(0.86, 0.85, 0.87, baseline=0.88)), [], RULES)
+    assert not small.retrain  # within the margin
+    recent = decide(check(performance=PerformanceCheck(0.78, 0.74, 0.82, baseline=None, recent=0.9)), [], RULES)
+    assert recent.retrain
+    est = decide(check(performance=PerformanceCheck(0.7, 0.7, 0.7, baseline=0.88, estimated=True)), [], RULES)
+    assert est.retrain and any(r.signal == "performance_estimate" for r in est.reasons)
+
+
+def test_cooldown_and_budget_hold_back_drift_rules_and_say_so():
+    drop = PerformanceCheck(0.7, 0.65, 0.75, baseline=0.9)
+    past = [PastRecord(D0 - timedelta(days=5), "retrain")]
+    d = decide(check(performance=drop), past, RULES)
+    assert not d.retrain and d.rule == "performance_drop" and "cooldown" in (d.suppressed_by or "")
+    assert d.cooldown_until == D0 + timedelta(days=9)
+    later = decide(check(D0 + timedelta(days=10), performance=drop), past, RULES)
+    assert later.retrain
+    budget = Rules(cooldown_days=0, budget=1, budget_days=90)
+    b = decide(check(performance=drop), [PastRecord(D0 - timedelta(days=30), "retrain")], budget)
+    assert not b.retrain and "budget" in (b.suppressed_by or "")
+
+
+def test_new_label_retrains_and_the_summary_names_it():
+    d = decide(check(new_labels=("gift_cards",)), [], RULES)
+    assert d.retrain and d.rule == "new_label" and "gift_cards" in d.summary
+
+
+def test_a_drift_event_run_is_not_decided_twice():
+    assert decide(check(trigger="drift"), [], RULES).rule == "drift_event"
+
+
+@settings(max_examples=200, derandomize=True, deadline=None)
+@given(
+    p=st.lists(st.floats(0, 1), min_size=1, max_size=4),
+    days=st.lists(st.integers(1, 60), max_size=6),
+)
+def test_quiet_windows_never_retrain(p, days):
+    """No rule fires without a signal: p-values with no effect never retrain, whatever the history."""
+    tests = tuple(
+        SignalTest(name, pv, 0.0, 0.05)
+        for name, pv in zip(("text", "embedding", "label_prior", "prediction"), p, strict=False)
+    )
+    past = [PastRecord(D0 - timedelta(days=d), "check", ("text",)) for d in days]
+    assert not decide(check(tests=tests), past, RULES).retrain
