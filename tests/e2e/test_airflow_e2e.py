@@ -34,6 +34,8 @@ def env(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path):
         "RETRAIN_EVALUATE__BOOTSTRAP_SAMPLES": "200",
         "RETRAIN_EVALUATE__FIRST_MODEL_MIN_MACRO_F1": "0.05",
         "RETRAIN_SCHEDULE__TIME_TRIGGERS": "false",
+        # one drifted check is enough here: the test has a single monitor window per season
+        "RETRAIN_POLICY__PERSIST_K": "1",
     }
     return home, values
 
@@ -164,7 +166,8 @@ def test_retrain_on_drifted_data_produces_a_challenger_and_decision(dags) -> Non
     assert tis["commit"] == "success"
 
 
-def test_bad_landing_file_fails_the_run_and_changes_nothing(dags) -> None:
+def test_bad_landing_file_fails_the_run_and_changes_nothing(dags, monkeypatch) -> None:
+    monkeypatch.setenv("RETRAIN_VALIDATE__NEW_LABELS", "fail")  # an unknown label fails the window
     cfg, d = dags
     c = _client(cfg)
     name = cfg.register.model_name
