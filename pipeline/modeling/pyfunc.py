@@ -24,7 +24,7 @@ import importlib.metadata
 import json
 import logging
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +151,21 @@ class IntentClassifier(PythonModel):
         if n_out != len(self.labels):
             raise ValueError(f"{model_dir}: {META_FILE} lists {len(self.labels)} labels, the model has {n_out} outputs")
 
+    def _batches(self, raw: Sequence[Any], batch_size: int) -> Iterator[tuple[list[int], Any]]:
+        """(input positions, tokenized batch) over ``raw`` texts, cleaned like ingest (serving sees what
+        training saw, and never keeps raw PII) and sorted by length so each batch pads little."""
+        from pipeline.data.text import clean_text
+
+        max_chars, scrub = int(self.cleaning["max_text_chars"]), bool(self.cleaning["scrub_pii"])
+        texts = [clean_text(str(t), max_chars=max_chars, scrub=scrub)[0] for t in raw]
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            enc = self.tokenizer(
+                [texts[i] for i in idx], padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+            ).to(self.device)
+            yield idx, enc
+
     # MLflow 3 reads the type hint of `model_input`: `Any` or none makes it warn, `list[str]` would
     # switch on its type-hint conversion; `pd.DataFrame` is taken as "no inference", and the explicit
     # signature given at logging time stays the contract.
@@ -163,26 +178,12 @@ class IntentClassifier(PythonModel):
         import numpy as np
         import torch
 
-        from pipeline.data.text import clean_text
-
-        # the same cleaning as ingest: serving sees what training saw (and never keeps raw PII)
-        max_chars, scrub = int(self.cleaning["max_text_chars"]), bool(self.cleaning["scrub_pii"])
-        texts = [clean_text(t, max_chars=max_chars, scrub=scrub)[0] for t in _texts(model_input)]
+        texts = _texts(model_input)
         batch_size = int((params or {}).get("batch_size") or DEFAULT_BATCH_SIZE)
-        # sort by length so each batch pads to similar lengths; results go back in input order
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         pred = np.zeros(len(texts), dtype=np.int64)
         conf = np.zeros(len(texts), dtype=np.float64)
         with torch.no_grad():
-            for start in range(0, len(order), batch_size):
-                idx = order[start : start + batch_size]
-                enc = self.tokenizer(
-                    [texts[i] for i in idx],
-                    padding=True,
-                    truncation=True,
-                    max_length=self.max_length,
-                    return_tensors="pt",
-                ).to(self.device)
+            for idx, enc in self._batches(texts, batch_size):
                 probs = torch.softmax(self.model(**enc).logits.float(), dim=-1)
                 top, arg = probs.max(dim=-1)
                 pred[idx] = arg.cpu().numpy()
@@ -195,24 +196,10 @@ class IntentClassifier(PythonModel):
         import numpy as np
         import torch
 
-        from pipeline.data.text import clean_text
-
-        max_chars, scrub = int(self.cleaning["max_text_chars"]), bool(self.cleaning["scrub_pii"])
-        clean = [clean_text(str(t), max_chars=max_chars, scrub=scrub)[0] for t in texts]
-        order = sorted(range(len(clean)), key=lambda i: len(clean[i]))
-        logits = np.zeros((len(clean), len(self.labels)), dtype=np.float64)
-        hidden = int(getattr(self.model.config, "hidden_size", 0) or 0)
-        emb = np.zeros((len(clean), hidden), dtype=np.float64)
+        logits = np.zeros((len(texts), len(self.labels)), dtype=np.float64)
+        emb = np.zeros((len(texts), int(self.model.config.hidden_size)), dtype=np.float64)
         with torch.inference_mode():
-            for start in range(0, len(order), batch_size):
-                idx = order[start : start + batch_size]
-                enc = self.tokenizer(
-                    [clean[i] for i in idx],
-                    padding=True,
-                    truncation=True,
-                    max_length=self.max_length,
-                    return_tensors="pt",
-                ).to(self.device)
+            for idx, enc in self._batches(texts, batch_size):
                 out = self.model(**enc, output_hidden_states=True)
                 mask = enc["attention_mask"].unsqueeze(-1).float()
                 pooled = (out.hidden_states[-1].float() * mask).sum(1) / mask.sum(1).clamp(min=1.0)

@@ -99,6 +99,7 @@ def performance(
         raise ValueError("performance: no rows")
     hits = int(np.sum(y_true == y_pred))
     lo, hi = proportion_confint(hits, n, alpha=1 - confidence, method="wilson")
+    lo, hi = min(float(lo), hits / n), max(float(hi), hits / n)  # Wilson's bound at 0 or n is off by float error
     labels = sorted(set(y_true.tolist()))
     f1 = macro_f1(y_true, y_pred, labels)
     if n < 2:

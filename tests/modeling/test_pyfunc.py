@@ -131,3 +131,43 @@ def test_the_served_model_cleans_its_input_as_ingest_cleaned_the_training_text(i
     cleaned = [clean_text(t, max_chars=1000)[0] for t in raw]
     assert cleaned == ["where is my order? mail [EMAIL]", "call [PHONE] about order [ORDER]"]
     pd.testing.assert_frame_equal(clf.predict(None, raw), clf.predict(None, cleaned))
+
+
+def test_probe_agrees_with_predict_and_keeps_input_order(intent_dir: Path) -> None:
+    """The drift check's logits are the served model's: same argmax and softmax confidence, any batch size."""
+    import numpy as np
+
+    from pipeline.modeling.pyfunc import IntentClassifier
+    from pipeline.monitoring.stats import softmax
+
+    clf = IntentClassifier()
+    clf.load_context(SimpleNamespace(artifacts={"hf_model": str(intent_dir)}))
+    logits, emb = clf.probe(TEXTS, batch_size=2)
+    served = clf.predict(None, TEXTS)
+    assert logits.shape == (len(TEXTS), len(LABELS)) and emb.shape[0] == len(TEXTS)
+    assert [LABELS[i] for i in logits.argmax(axis=1)] == list(served["label"])
+    np.testing.assert_allclose(softmax(logits).max(axis=1), served["confidence"], atol=1e-5)
+    again, emb_again = clf.probe(list(reversed(TEXTS)), batch_size=64)
+    np.testing.assert_allclose(again[::-1], logits, atol=1e-5)
+    np.testing.assert_allclose(emb_again[::-1], emb, atol=1e-5)
+
+
+def test_model_signals_on_a_real_intent_model(intent_dir: Path) -> None:
+    """Embedding and prediction tests, performance with CIs and CBPE, from the champion's probe."""
+    from pipeline.config import DriftConfig
+    from pipeline.modeling.pyfunc import IntentClassifier
+    from pipeline.monitoring import signals
+
+    clf = IntentClassifier()
+    clf.load_context(SimpleNamespace(artifacts={"hf_model": str(intent_dir)}))
+    words = ["where is my order", "i want my money back", "password reset please"]
+    ref = pd.DataFrame(
+        {"text": [f"{words[i % 3]} {i}" for i in range(60)], "label": [LABELS[i % 3] for i in range(60)]}
+    )
+    cur = ref.assign(label=[LABELS[0]] * 60)
+    tests, perf, est = signals.model_signals(clf, cur, ref, DriftConfig(mmd_permutations=50, performance_resamples=50))
+    assert set(tests) == {"embedding", "prediction"}
+    assert tests["embedding"]["p_value"] > 0.05  # the same texts: no embedding drift
+    assert perf is not None and perf["rows"] == 60
+    assert perf["accuracy_low"] <= perf["accuracy"] <= perf["accuracy_high"]
+    assert 0 < est["accuracy"] <= 1 and est["temperature"] == 1.0
