@@ -365,7 +365,8 @@ def calibrate(
             [pd.read_parquet(paths.local_path(u), columns=["text", "label"]) for u in files], ignore_index=True
         )
         sizes = [int(x) for x in rows.split(",") if x.strip()]
-        _echo({"files": len(files), **cal.calibrate(cfg, pool.dropna(), sizes, windows, target)})
+        result = {"files": len(files), **cal.calibrate(cfg, pool.dropna(), sizes, windows, target)}
+    _echo(result)  # outside _guarded: the result goes to stdout
 
 
 @app.command("drift-history")
@@ -378,26 +379,7 @@ def drift_history(
         from pipeline.monitoring import history
 
         rows = history.rows(cfg.drift_history_url, cfg.register.model_name)[-limit:]
-        _echo(
-            [
-                {
-                    k: getattr(r, k)
-                    for k in (
-                        "kind",
-                        "window_end",
-                        "trigger",
-                        "retrain",
-                        "rule",
-                        "suppressed_by",
-                        "cooldown_until",
-                        "summary",
-                        "model_version",
-                        "promoted",
-                    )
-                }
-                for r in rows
-            ]
-        )
+    _echo([r.brief() for r in rows])  # outside _guarded: the result goes to stdout
 
 
 @app.command()

@@ -90,7 +90,6 @@ class DriftResult(StepResult):
     estimate: dict[str, Any] | None = None  # CBPE from calibrated probabilities (no labels needed)
     new_labels: tuple[str, ...] = ()  # labels in the window the reference never had
     reference_uri: str | None = None
-    chart_uri: str | None = None
 
 
 @dataclass(frozen=True)

@@ -114,6 +114,9 @@ def test_steps_chain_by_run_id_and_register_a_model(cfg) -> None:
     assert outputs["register"]["version"] == "1" and outputs["register"]["promoted"] is True
     res = runner.invoke(app, ["champion"], env=env)
     assert _json(res)["version"] == "1"
+    hist = _json(runner.invoke(app, ["drift-history"], env=env))
+    assert [(h["kind"], h["rule"]) for h in hist] == [("check", "first_model"), ("retrain", "retrained")]
+    assert hist[1]["model_version"] == "1" and hist[1]["promoted"] is True
     # register was the run's last step: its files are consumed, so the same window is nothing to do
     again = runner.invoke(app, ["ingest", "--run-id", "c2"], env=env)
     assert again.exit_code == 3 and again.stdout == ""
@@ -175,3 +178,24 @@ def test_an_unexpected_error_is_one_line_too(cfg, monkeypatch) -> None:
     res = runner.invoke(app, ["champion"], env=_env(cfg))
     assert res.exit_code == 1
     assert res.stderr.strip() == "error: unexpected KeyError: 'surprise' (RETRAIN_DEBUG=1 shows the traceback)"
+
+
+def test_calibrate_prints_thresholds_on_stdout_and_names_what_is_missing(cfg, tmp_path) -> None:
+    from datetime import date as day
+
+    import pandas as pd
+
+    from pipeline.config import SimulatorConfig
+    from pipeline.data.simulator import simulate_messages
+
+    env = _env(cfg)
+    empty = runner.invoke(app, ["calibrate", "--since", "2025-03-01"], env=env)
+    assert empty.exit_code == 1 and empty.stdout == "" and "pass --data" in empty.stderr
+    rows = simulate_messages(SimulatorConfig(messages_per_day=30), day(2025, 3, 1), day(2025, 4, 15))
+    data = tmp_path / "spring.parquet"
+    pd.DataFrame(rows)[["text", "label"]].to_parquet(data)
+    res = runner.invoke(app, ["calibrate", "--data", str(data), "--rows", "60", "--windows", "20"], env=env)
+    assert res.exit_code == 0, res.output[-2000:]
+    out = _json(res)
+    assert out["files"] == 1 and [s["rows"] for s in out["sizes"]] == [60]
+    assert 0 <= out["sizes"][0]["any_signal_false_alarm_rate"] <= 1 and "meets_target" in out

@@ -14,8 +14,6 @@ row again and changes nothing, so recording is idempotent.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -82,6 +80,13 @@ class Row:
     promoted: bool | None = None
     recorded_at: datetime | None = None
 
+    BRIEF = ("kind", "window_end", "trigger", "retrain", "rule", "suppressed_by", "cooldown_until", "summary",
+             "model_version", "promoted")  # fmt: skip
+
+    def brief(self) -> dict[str, Any]:
+        """The fields a person reads first (``retrain drift-history``)."""
+        return {k: getattr(self, k) for k in self.BRIEF}
+
     def past(self) -> PastRecord:
         day = date.fromisoformat(self.window_end)
         if self.kind == "retrain":
@@ -102,12 +107,6 @@ def engine(url: str) -> sa.Engine:
         METADATA.create_all(eng)
         _ENGINES[url] = eng
     return _ENGINES[url]
-
-
-@contextmanager
-def _begin(url: str) -> Iterator[sa.Connection]:
-    with engine(url).begin() as conn:
-        yield conn
 
 
 def record(url: str, row: Row) -> bool:
@@ -143,7 +142,7 @@ def record(url: str, row: Row) -> bool:
         "current_uris": json.dumps(list(row.current_uris)),
         "recorded_at": row.recorded_at or datetime.now(UTC),
     }
-    with _begin(url) as conn:
+    with engine(url).begin() as conn:
         exists = conn.execute(
             sa.select(TABLE.c.id).where(TABLE.c.pipeline_run_id == row.pipeline_run_id, TABLE.c.kind == row.kind)
         ).first()
@@ -187,12 +186,12 @@ def rows(url: str, model_name: str, *, before: str | None = None, kind: str | No
         q = q.where(TABLE.c.window_end <= before)
     if kind is not None:
         q = q.where(TABLE.c.kind == kind)
-    with _begin(url) as conn:
+    with engine(url).begin() as conn:
         return [_row(m) for m in conn.execute(q.order_by(TABLE.c.window_end, TABLE.c.id)).mappings()]
 
 
 def get(url: str, pipeline_run_id: str, kind: str) -> Row | None:
     q = sa.select(TABLE).where(TABLE.c.pipeline_run_id == pipeline_run_id, TABLE.c.kind == kind)
-    with _begin(url) as conn:
+    with engine(url).begin() as conn:
         m = conn.execute(q).mappings().first()
     return None if m is None else _row(m)

@@ -56,12 +56,6 @@ def rules(cfg: PipelineConfig) -> policy.Rules:
     )
 
 
-def _timetable(cfg: PipelineConfig) -> Any:
-    from pipeline.timetable import SeasonalTimetable
-
-    return SeasonalTimetable(cfg.schedule.season_starts, timezone=cfg.schedule.timezone)
-
-
 def _day(value: str) -> pendulum.DateTime:
     d = date.fromisoformat(value[:10])
     return pendulum.datetime(d.year, d.month, d.day, tz="UTC")
@@ -69,7 +63,9 @@ def _day(value: str) -> pendulum.DateTime:
 
 def season_window(cfg: PipelineConfig, window_end: str) -> tuple[str, str, str]:
     """(season MM-DD, first day, last day) of the same season one cycle before ``window_end``."""
-    tt = _timetable(cfg)
+    from pipeline.schedules import seasonal_timetable
+
+    tt = seasonal_timetable(cfg.schedule)
     at = _day(window_end)
     start = tt.previous_start(at)
     end = tt.next_start(at, strict=True)

@@ -24,6 +24,7 @@ first models are never suppressed. The decision says which guard held it back an
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -171,9 +172,7 @@ def since_reference(history: Sequence[PastRecord]) -> tuple[list[PastRecord], Pa
     """Checks after the latest retrain (oldest first), and that retrain (None when there was none)."""
     ordered = sorted(history, key=lambda r: (r.day, r.kind == "retrain"))
     last_retrain = next((r for r in reversed(ordered) if r.kind == "retrain"), None)
-    checks = [r for r in ordered if r.kind == "check" and (last_retrain is None or r.day >= last_retrain.day)]
-    if last_retrain is not None:
-        checks = [r for r in checks if r.day > last_retrain.day]
+    checks = [r for r in ordered if r.kind == "check" and (last_retrain is None or r.day > last_retrain.day)]
     return checks, last_retrain
 
 
@@ -217,11 +216,11 @@ def decide(check: CheckInput, history: Sequence[PastRecord], rules: Rules) -> De
     if dist_hit:
         drift_rules.append("distribution_drift")
 
-    cooldown_end = last_retrain.day + timedelta(days=rules.cooldown_days) if last_retrain else None
+    cooldown_end = None if last_retrain is None else last_retrain.day + timedelta(days=rules.cooldown_days)
     suppressed = None
     if drift_rules and not candidates:
-        if cooldown_end is not None and check.day < cooldown_end:
-            suppressed = f"cooldown until {cooldown_end.isoformat()} (retrained {last_retrain.day.isoformat()})"  # type: ignore[union-attr]
+        if last_retrain is not None and cooldown_end is not None and check.day < cooldown_end:
+            suppressed = f"cooldown until {cooldown_end.isoformat()} (retrained {last_retrain.day.isoformat()})"
         elif rules.budget is not None:
             since = check.day - timedelta(days=rules.budget_days)
             spent = sum(1 for r in history if r.kind == "retrain" and since < r.day <= check.day)
@@ -243,7 +242,7 @@ def decide(check: CheckInput, history: Sequence[PastRecord], rules: Rules) -> De
         cooldown_until=until,
         fired=fired,
     )
-    return Decision(**{**decision.__dict__, "summary": summarize(check, decision)})
+    return dataclasses.replace(decision, summary=summarize(check, decision))
 
 
 def summarize(check: CheckInput, d: Decision) -> str:

@@ -81,11 +81,21 @@ def label_test(current: pd.Series, reference: pd.Series, floor: float, new_label
 
 
 def distribution_tests(
-    current: pd.DataFrame, reference: pd.DataFrame, cfg: DriftConfig, new_labels: set[str]
+    current: pd.DataFrame,
+    reference: pd.DataFrame,
+    cfg: DriftConfig,
+    new_labels: set[str],
+    *,
+    labels: pd.Series | None = None,
+    auc: float | None = None,
 ) -> dict[str, Any]:
+    """Text and label-prior tests of ``current`` against ``reference``. ``labels``: the label column to
+    count (the whole window, when ``current`` is a sample); ``auc``: a score Evidently already computed."""
     return {
-        "text": text_test(current["text"], reference["text"], cfg.text_drift_threshold),
-        "label_prior": label_test(current["label"], reference["label"], cfg.label_drift_threshold, new_labels),
+        "text": text_test(current["text"], reference["text"], cfg.text_drift_threshold, auc),
+        "label_prior": label_test(
+            current["label"] if labels is None else labels, reference["label"], cfg.label_drift_threshold, new_labels
+        ),
     }
 
 

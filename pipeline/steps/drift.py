@@ -216,12 +216,7 @@ def _tests(
     from pipeline.monitoring import signals
 
     try:
-        return {
-            "text": signals.text_test(current["text"], reference["text"], dcfg.text_drift_threshold, auc),
-            "label_prior": signals.label_test(
-                full["label"], reference["label"], dcfg.label_drift_threshold, new_labels
-            ),
-        }
+        return signals.distribution_tests(current, reference, dcfg, new_labels, labels=full["label"], auc=auc)
     except ValueError as exc:  # sklearn: empty vocabulary, one-class split
         raise DriftCheckError(f"drift: the text domain classifier could not score this window: {exc}") from exc
 

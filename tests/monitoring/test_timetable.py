@@ -103,4 +103,4 @@ def test_registered_as_an_airflow_plugin_and_serializable_inside_asset_or_time()
     sched = AssetOrTimeSchedule(timetable=SeasonalTimetable(SEASONS), assets=[Asset(name="a", uri="x://a")])
     back = decode_timetable(encode_timetable(sched))
     assert back.timetable == SeasonalTimetable(SEASONS)
-    assert "seasons" in back.summary or "Asset" in back.summary
+    assert back.timetable.summary == "seasons 03-01 06-01 09-01 11-20 12-27 (UTC)"
