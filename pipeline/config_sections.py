@@ -123,7 +123,8 @@ class DriftConfig(Section):
     reference: Literal["training", "seasonal"] = Field(
         "training",
         description=(
-            "Which reference the policy decides on: the data the current reference model trained on, or the same "
+            "Which reference the policy decides on: the window the latest retrain answered (the champion's training "
+            "data before any), or the same "
             "season of the previous cycle (falls back to training when that season has no data yet). Both are reported."
         ),
     )

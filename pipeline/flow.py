@@ -161,7 +161,7 @@ def drift(cfg: PipelineConfig, plan: Plan, ing: IngestResult, champ: ChampionInf
     return step.run(
         cfg,
         current_uris=window_uris(ing),
-        reference_uri=refs.reference_uri,
+        reference_uri=list(refs.reference_uris) or None,
         out_dir=step_out(cfg, plan, "drift"),
         pipeline_run_id=plan.pipeline_run_id,
         champion_uri=champ.model_uri,
@@ -252,7 +252,7 @@ def register(
         window_start=plan.window_start,
         window_end=plan.window_end,
         trigger=plan.trigger,
-        train_data_uri=ft.train_data_uri,
+        window_uris=window_uris(ing) if ing is not None else [ft.train_data_uri],
         test_uri=ing.test_uri if ing is not None else "",
         model_version=reg.version,
         promoted=reg.promoted,

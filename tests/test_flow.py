@@ -109,13 +109,15 @@ def test_persistent_drift_retrains_and_a_retrain_moves_the_reference(make_cfg, t
     assert not check("2025-03-01", True).retrain
     second = check("2025-03-08", True)
     assert second.retrain and second.rule == "distribution_drift"
+    assert monitor.references(cfg, CHAMP, "2025-03-15").reference_uris == ("/x/train.parquet",)  # the champion's
     monitor.record_retrain(
         cfg, pipeline_run_id="retrain__r", window_start=None, window_end="2025-03-08", trigger="drift",
-        train_data_uri="/x/answered.parquet", test_uri="/x/test.parquet", model_version="4", promoted=False,
-        champion_version="3",
+        window_uris=["/x/w_train.parquet", "/x/w_test.parquet"], test_uri="/x/w_test.parquet", model_version="4",
+        promoted=False, champion_version="3",
     )  # fmt: skip
     refs = monitor.references(cfg, CHAMP, "2025-03-15")
-    assert refs.reference_uri == "/x/answered.parquet"  # the rejected challenger's data: drift it answered
+    assert refs.reference_uris == ("/x/w_train.parquet", "/x/w_test.parquet")  # the window it answered
+    assert refs.calibration_uri is None  # version 4 is not the champion: its test split calibrates nothing
     after = check("2025-03-15", True)
     assert not after.retrain  # the same drift, right after a retrain, does not fire again
     drop = check("2025-03-16", False, accuracy=0.7)

@@ -6,9 +6,9 @@ row again and changes nothing, so recording is idempotent.
 
 - ``kind = "check"``: a policy decision (monitor runs, manual runs): the window, every signal
   (``signals``), the reasons (signal, value, threshold, rule, fired), the verdict, the cooldown.
-- ``kind = "retrain"``: a retrain finished (promoted or not). Its ``reference_after`` is the data it
-  trained on, which becomes the reference of later checks, so the drift it answered does not fire
-  again; its ``test_uri`` calibrates the champion's probabilities for CBPE.
+- ``kind = "retrain"``: a retrain finished (promoted or not). Its ``reference_after`` (a JSON list of
+  files) is the window it answered, which becomes the reference of later checks, so the drift it
+  answered does not fire again; its ``test_uri`` calibrates the champion's probabilities for CBPE.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ TABLE = sa.Table(
     sa.Column("reasons", sa.Text),  # JSON list
     sa.Column("summary", sa.Text),
     sa.Column("reference_uri", sa.Text),
-    sa.Column("reference_after", sa.Text),
+    sa.Column("reference_after", sa.Text),  # JSON list
     sa.Column("current_uris", sa.Text),  # JSON list
     sa.Column("test_uri", sa.Text),
     sa.Column("champion_version", sa.String(32)),
@@ -72,7 +72,7 @@ class Row:
     reasons: list[dict[str, Any]] | None = None
     summary: str | None = None
     reference_uri: str | None = None
-    reference_after: str | None = None
+    reference_after: tuple[str, ...] = ()
     current_uris: tuple[str, ...] = ()
     test_uri: str | None = None
     champion_version: str | None = None
@@ -129,7 +129,6 @@ def record(url: str, row: Row) -> bool:
                 "cooldown_until",
                 "summary",
                 "reference_uri",
-                "reference_after",
                 "test_uri",
                 "champion_version",
                 "model_version",
@@ -140,6 +139,7 @@ def record(url: str, row: Row) -> bool:
         "signals": json.dumps(row.signals or {}, sort_keys=True, default=str),
         "reasons": json.dumps(row.reasons or [], default=str),
         "current_uris": json.dumps(list(row.current_uris)),
+        "reference_after": json.dumps(list(row.reference_after)),
         "recorded_at": row.recorded_at or datetime.now(UTC),
     }
     with engine(url).begin() as conn:
@@ -169,7 +169,7 @@ def _row(m: sa.RowMapping) -> Row:
         reasons=json.loads(m["reasons"] or "[]"),
         summary=m["summary"],
         reference_uri=m["reference_uri"],
-        reference_after=m["reference_after"],
+        reference_after=tuple(json.loads(m["reference_after"] or "[]")),
         current_uris=tuple(json.loads(m["current_uris"] or "[]")),
         test_uri=m["test_uri"],
         champion_version=m["champion_version"],

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ CHART_FILE = "drift_history.png"
 
 @dataclasses.dataclass(frozen=True)
 class References:
-    reference_uri: str | None
+    reference_uris: tuple[str, ...]  # empty: no champion, nothing to compare with
     seasonal_uris: tuple[str, ...]
     seasonal_name: str | None
     calibration_uri: str | None
@@ -80,9 +81,9 @@ def references(cfg: PipelineConfig, champ: ChampionInfo, window_end: str | None)
     url, name = cfg.drift_history_url, cfg.register.model_name
     rows = history.rows(url, name)
     retrains = [r for r in rows if r.kind == "retrain" and r.reference_after]
-    reference = retrains[-1].reference_after if retrains else champ.train_data_uri
-    if champ.train_data_uri is None:
-        reference = None  # no champion: nothing to compare with (first model)
+    reference: tuple[str, ...] = ()
+    if champ.train_data_uri is not None:  # no champion: nothing to compare with (first model)
+        reference = retrains[-1].reference_after if retrains else (champ.train_data_uri,)
     calibration = next((r.test_uri for r in reversed(retrains) if r.model_version == champ.version), None)
     seasonal: tuple[str, ...] = ()
     season = None
@@ -226,13 +227,17 @@ def record_retrain(
     window_start: str | None,
     window_end: str | None,
     trigger: str,
-    train_data_uri: str,
+    window_uris: Sequence[str],
     test_uri: str,
     model_version: str | None,
     promoted: bool,
     champion_version: str | None,
 ) -> bool:
-    """A retrain finished: later checks compare against the data it trained on; the cooldown starts."""
+    """A retrain finished: later checks compare against the window it answered; the cooldown starts.
+
+    The reference is the window itself, not the training set with its replay: a mix of old and new
+    data stays distinguishable from new data alone, so the answered drift would fire again.
+    """
     return history.record(
         cfg.drift_history_url,
         history.Row(
@@ -244,8 +249,8 @@ def record_retrain(
             trigger=trigger,
             retrain=True,
             rule="retrained",
-            summary=f"retrained on {train_data_uri}: version {model_version}, promoted={promoted}",
-            reference_after=train_data_uri,
+            summary=f"retrained: version {model_version}, promoted={promoted}; reference now {', '.join(window_uris)}",
+            reference_after=tuple(window_uris),
             test_uri=test_uri,
             model_version=model_version,
             promoted=promoted,

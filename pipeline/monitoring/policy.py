@@ -16,7 +16,7 @@ Rules, each reported with its signal, value, threshold and whether it fired:
   stays on while p < alpha^(1-h) and effect ≥ floor·(1-h) (hysteresis ``h``), so a score hovering at
   the threshold does not flap.
 
-Guards: after a retrain (promoted or not, the reference moves to the data it trained on), the
+Guards: after a retrain (promoted or not, the reference moves to the window it answered), the
 drift rules (performance, distribution, new label) are suppressed for ``cooldown_days``; an
 optional ``budget`` caps drift-started retrains per ``budget_days``. Season starts, forced runs and
 first models are never suppressed. The decision says which guard held it back and until when.

@@ -3,8 +3,8 @@
 Signals, each a size-aware test (a p-value and an effect with a floor, see
 :mod:`pipeline.monitoring.stats`), computed against two references:
 
-- ``training``: the data the current reference model trained on (the champion's, or the data of the
-  latest retrain when a challenger was rejected since: the drift it answered is not drift again);
+- ``training``: the window the latest retrain answered (promoted or not: the drift it answered is
+  not drift again), or the champion's training data before any retrain was recorded;
 - ``seasonal``: the same season of the previous cycle (from the drift history), when there is one.
 
 Per reference: ``text`` (Evidently's ``abs_text_content_drift`` domain classifier, its ROC AUC
@@ -57,7 +57,7 @@ def run(
     cfg: PipelineConfig,
     *,
     current_uris: list[str],
-    reference_uri: str | None,
+    reference_uri: str | Sequence[str] | None,
     out_dir: str,
     pipeline_run_id: str,
     champion_uri: str | None = None,
@@ -70,6 +70,8 @@ def run(
     Raises :class:`DriftCheckError` when the current data is empty or unreadable, when a reference
     is given but unusable, when the champion cannot be loaded, or when Evidently cannot score.
     """
+    refs = [reference_uri] if isinstance(reference_uri, str) else list(reference_uri or [])
+    reference_uri = ",".join(refs) or None  # as recorded: one string
     done = storage.load_done(out_dir, DriftResult)
     if done is not None:
         log.info(
@@ -113,7 +115,7 @@ def run(
             return result
 
         current = _sample(full, dcfg.max_current_rows, dcfg.seed)
-        reference_full = _read([reference_uri], "reference")
+        reference_full = _read(refs, "reference")
         reference = _sample(reference_full, dcfg.reference_sample_size, dcfg.seed)
         new_labels = sorted(set(full["label"]) - set(reference_full["label"]))
         started = time.perf_counter()

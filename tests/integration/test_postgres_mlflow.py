@@ -91,8 +91,8 @@ def test_drift_history_on_postgres_is_idempotent_and_ordered(pg_db) -> None:
     assert history.record(pg_db, row) is True
     assert history.record(pg_db, row) is False  # a retried task writes nothing twice
     history.record(pg_db, history.Row(model_name="m", pipeline_run_id="retrain__b", kind="retrain",
-                                      window_end="2025-03-01", reference_after="/x/r.parquet", promoted=False))  # fmt: skip
+                                      window_end="2025-03-01", reference_after=("/x/r.parquet",), promoted=False))  # fmt: skip
     rows = history.rows(pg_db, "m")
     assert [r.kind for r in rows] == ["retrain", "check"]
     assert rows[1].signals_on == ("text",) and rows[1].reasons == [{"signal": "text", "fired": True}]
-    assert rows[1].past().kind == "check" and rows[0].reference_after == "/x/r.parquet"
+    assert rows[1].past().kind == "check" and rows[0].reference_after == ("/x/r.parquet",)

@@ -20,13 +20,13 @@ def test_history_round_trip_idempotent_and_filtered(tmp_path) -> None:
     }
     assert history.record(url, _row("a", "2025-03-01", retrain=False, signals=sig, signals_on=("text",)))
     assert not history.record(url, _row("a", "2025-03-01"))
-    assert history.record(url, _row("b", "2025-03-08", kind="retrain", reference_after="/r", promoted=True))
+    assert history.record(url, _row("b", "2025-03-08", kind="retrain", reference_after=("/r",), promoted=True))
     with pytest.raises(ValueError, match="kind"):
         history.record(url, _row("c", "2025-03-09", kind="other"))
     rows = history.rows(url, "m")
     assert [(r.pipeline_run_id, r.kind) for r in rows] == [("a", "check"), ("b", "retrain")]
     assert rows[0].signals == sig and rows[0].signals_on == ("text",)
-    assert history.rows(url, "m", kind="retrain")[0].reference_after == "/r"
+    assert history.rows(url, "m", kind="retrain")[0].reference_after == ("/r",)
     assert history.rows(url, "m", before="2025-03-05")[-1].pipeline_run_id == "a"
     assert history.get(url, "b", "retrain") is not None and history.rows(url, "other") == []
     png = chart.draw(rows, tmp_path / "c.png", "t")
