@@ -174,17 +174,20 @@ def year(sim: pd.DataFrame, every: int = 7) -> dict:
                     sim[(sim["day"] >= day - timedelta(days=21)) & (sim["day"] < day + timedelta(days=every))]
                 )
             day += timedelta(days=every)
-        delays, missed = [], 0
+        delays, missed, detail = [], 0, []
         for i, p in enumerate(drift_points):
             nxt = drift_points[i + 1] if i + 1 < len(drift_points) else date(2026, 1, 1)
             hits = [r for r in retrains if p <= r < nxt]
             if hits:
                 delays.append((hits[0] - p).days // every)
+                detail.append(f"{p:%m-%d}:{delays[-1]}")
             else:
                 missed += 1
+                detail.append(f"{p:%m-%d}:missed")
         res[name] = {"retrains": len(retrains), "median_delay_windows": float(np.median(delays)) if delays else None,
                      "max_delay_windows": max(delays) if delays else None, "missed": missed, "drift_points": len(drift_points),
-                     "by_rule": " ".join(f"{k}={v}" for k, v in sorted(why.items()) if v)}  # fmt: skip
+                     "by_rule": " ".join(f"{k}={v}" for k, v in sorted(why.items()) if v),
+                     "delay_per_drift_point": " ".join(detail)}  # fmt: skip
     return res
 
 
