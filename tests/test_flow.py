@@ -150,3 +150,23 @@ def test_commit_without_an_ingest_result_is_a_no_op(cfg) -> None:
     from pipeline import flow
 
     assert flow.commit(cfg, None) == 0
+
+
+def test_the_seasonal_reference_is_last_cycles_windows_of_the_same_season(make_cfg, tmp_path) -> None:
+    from pipeline.monitoring import history, monitor
+
+    cfg = make_cfg()
+    files = []
+    for day in ("2024-06-10", "2024-08-20", "2024-09-05"):
+        f = tmp_path / f"{day}.parquet"
+        f.write_bytes(b"x")
+        files.append(str(f))
+        history.record(
+            cfg.drift_history_url,
+            history.Row(model_name=cfg.register.model_name, pipeline_run_id=f"monitor__{day}", kind="check",
+                        window_end=day, current_uris=(str(f),)),
+        )  # fmt: skip
+    refs = monitor.references(cfg, CHAMP, "2025-07-01")  # summer: 06-01 .. 08-31
+    assert refs.seasonal_uris == tuple(files[:2])
+    assert refs.seasonal_name == "06-01 (2024-06-01..2024-08-31)"
+    assert monitor.references(cfg, CHAMP, "2025-04-01").seasonal_uris == ()  # no spring last year

@@ -117,7 +117,11 @@ def run(
         current = _sample(full, dcfg.max_current_rows, dcfg.seed)
         reference_full = _read(refs, "reference")
         reference = _sample(reference_full, dcfg.reference_sample_size, dcfg.seed)
-        new_labels = sorted(set(full["label"]) - set(reference_full["label"]))
+        champion = _load_champion(champion_uri) if champion_uri is not None else None
+        # new: neither in the reference nor among the labels the champion can predict (a seasonal label
+        # the champion knows is not new because the last answered window lacked it)
+        known = set(reference_full["label"]) | set(getattr(champion, "labels", ()))
+        new_labels = sorted(set(full["label"]) - known)
         started = time.perf_counter()
         with storage.staged_dir(out_dir) as stage:
             snapshot = _report(current, reference, cfg, pipeline_run_id, current_uris, reference_uri)
@@ -133,10 +137,8 @@ def run(
                 seasonal_rows = len(seasonal)
                 tests["seasonal"] = _tests(full, current, seasonal, dcfg, set(new_labels) | _unseen(full, seasonal))
             performance = estimate = None
-            if champion_uri is not None:
-                model_tests, performance, estimate = _model_signals(
-                    champion_uri, current, reference, dcfg, calibration_uri
-                )
+            if champion is not None:
+                model_tests, performance, estimate = _model_signals(champion, current, reference, dcfg, calibration_uri)
                 tests["training"].update(model_tests)
             used = "seasonal" if dcfg.reference == "seasonal" and "seasonal" in tests else "training"
             flags = {name: _on(t, dcfg.alpha) for name, t in tests[used].items()}
@@ -223,11 +225,8 @@ def _tests(
         raise DriftCheckError(f"drift: the text domain classifier could not score this window: {exc}") from exc
 
 
-def _model_signals(
-    champion_uri: str, current: pd.DataFrame, reference: pd.DataFrame, dcfg: Any, calibration_uri: str | None
-) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any] | None]:
-    from pipeline.monitoring import signals
-
+def _load_champion(champion_uri: str) -> Any | None:
+    """The champion's intent model (with ``probe`` and ``labels``), or None for a plain pyfunc."""
     try:
         model = mlflow.pyfunc.load_model(champion_uri).unwrap_python_model()
     except Exception as exc:  # MLflow raises many types; the message names the URI
@@ -236,7 +235,15 @@ def _model_signals(
         log.warning(
             "drift: %s is not an intent model (no probe): embedding, prediction and performance skipped", champion_uri
         )
-        return {}, None, None
+        return None
+    return model
+
+
+def _model_signals(
+    model: Any, current: pd.DataFrame, reference: pd.DataFrame, dcfg: Any, calibration_uri: str | None
+) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any] | None]:
+    from pipeline.monitoring import signals
+
     calibration = (
         _read([calibration_uri], "calibration")
         if calibration_uri and Path(paths.local_path(calibration_uri)).exists()

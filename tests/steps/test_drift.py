@@ -193,3 +193,20 @@ def test_reference_without_label_column_is_named(dcfg, tmp_path: Path) -> None:
         DriftCheckError, match=r"reference file .*champion/train\.parquet lacks column\(s\) \['label'\]"
     ):
         _run(dcfg, current, bad_ref, tmp_path / "run" / "drift", "drift_test__badref")
+
+
+def test_a_known_seasonal_shift_is_drift_against_training_but_not_against_last_season(
+    dcfg, reference, tmp_path
+) -> None:
+    """Both references are reported; drift.reference picks the one that decides."""
+    crypto_last_year = _save(_messages(300, CRYPTO, seed=11), tmp_path / "last" / "train.parquet")
+    current = [_save(_messages(200, CRYPTO, seed=12), tmp_path / "cur" / "train.parquet")]
+    seasonal_cfg = dcfg.model_copy(update={"drift": dcfg.drift.model_copy(update={"reference": "seasonal"})})
+    res = drift.run(
+        seasonal_cfg, current_uris=current, reference_uri=reference, out_dir=str(tmp_path / "run" / "drift"),
+        pipeline_run_id="drift_test__season", seasonal_uris=[crypto_last_year], seasonal_name="06-01 (2024)",
+    )  # fmt: skip
+    assert res.tests["training"]["text"]["p_value"] < 0.01  # unlike the shop data the champion saw
+    assert res.tests["seasonal"]["text"]["p_value"] > 0.01  # like the same season last year
+    assert res.reference_used == "seasonal" and res.seasonal_reference == "06-01 (2024)"
+    assert not res.drift_detected  # decided on the seasonal reference
