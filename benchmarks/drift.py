@@ -174,12 +174,18 @@ def year(sim: pd.DataFrame, every: int = 7) -> dict:
                     sim[(sim["day"] >= day - timedelta(days=21)) & (sim["day"] < day + timedelta(days=every))]
                 )
             day += timedelta(days=every)
+        # a check covers [day, day + every): the window holding a drift point is where detection starts
+        first = start + timedelta(days=28)
+
+        def index(d: date, first: date = first) -> int:
+            return (d - first).days // every
+
         delays, missed, detail = [], 0, []
         for i, p in enumerate(drift_points):
             nxt = drift_points[i + 1] if i + 1 < len(drift_points) else date(2026, 1, 1)
-            hits = [r for r in retrains if p <= r < nxt]
+            hits = [r for r in retrains if index(p) <= index(r) < index(nxt)]
             if hits:
-                delays.append((hits[0] - p).days // every)
+                delays.append(index(hits[0]) - index(p))
                 detail.append(f"{p:%m-%d}:{delays[-1]}")
             else:
                 missed += 1

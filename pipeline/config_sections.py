@@ -155,6 +155,14 @@ class PolicyConfig(Section):
     recent_windows: int = Field(3, ge=1, description="Checks averaged as the champion's recent accuracy baseline.")
     persist_k: int = Field(2, ge=1, description="Distribution drift must be on in persist_k ...")
     persist_m: int = Field(3, ge=1, description="... of the last persist_m checks since the reference changed.")
+    strong_multiple: float | None = Field(
+        3.0,
+        gt=1,
+        description=(
+            "A signal with p < alpha^2 and an effect this many times its floor is persistent drift at once "
+            "(a season change does not wait for a second check); null: always wait for persist_k."
+        ),
+    )
     hysteresis: float = Field(
         0.25, ge=0, lt=1, description="A signal that is on stays on while p < alpha^(1-h) and effect >= floor*(1-h)."
     )

@@ -48,6 +48,7 @@ def rules(cfg: PipelineConfig) -> policy.Rules:
         hysteresis=p.hysteresis,
         persist_k=p.persist_k,
         persist_m=p.persist_m,
+        strong_multiple=p.strong_multiple,
         perf_margin=p.perf_margin,
         cooldown_days=p.cooldown_days,
         budget=p.budget,

@@ -14,7 +14,9 @@ Rules, each reported with its signal, value, threshold and whether it fired:
   in at least ``persist_k`` of the last ``persist_m`` checks since the reference last changed. A
   signal is on when its p-value is below ``alpha`` and its effect is at least its floor; once on, it
   stays on while p < alpha^(1-h) and effect ≥ floor·(1-h) (hysteresis ``h``), so a score hovering at
-  the threshold does not flap.
+  the threshold does not flap. A *strong* signal (p < alpha² and effect ≥ ``strong_multiple`` × its
+  floor, measured from the null) counts as persistent at once: a season change should not wait a
+  window for its second check, while noise almost never gets that far.
 
 Guards: after a retrain (promoted or not, the reference moves to the window it answered), the
 drift rules (performance, distribution, new label) are suppressed for ``cooldown_days``; an
@@ -85,6 +87,7 @@ class Rules:
     hysteresis: float = 0.25
     persist_k: int = 2
     persist_m: int = 3
+    strong_multiple: float | None = 3.0
     perf_margin: float = 0.03
     cooldown_days: int = 14
     budget: int | None = None
@@ -186,14 +189,23 @@ def decide(check: CheckInput, history: Sequence[PastRecord], rules: Rules) -> De
 
     window = [*checks[-(rules.persist_m - 1) :], None] if rules.persist_m > 1 else [None]
     persisting = sum(1 for r in window if (r is None and on) or (r is not None and r.signals_on))
-    dist_hit = bool(on) and persisting >= rules.persist_k
+    strong = [
+        t.signal
+        for t in check.tests
+        if rules.strong_multiple is not None
+        and t.p_value < rules.alpha**2
+        and t.effect_floor > 0
+        and t.effect >= rules.strong_multiple * t.effect_floor
+    ]
+    dist_hit = bool(on) and (persisting >= rules.persist_k or bool(strong))
     reasons.append(
         Reason(
             "distribution_drift",
             float(persisting),
             float(rules.persist_k),
             f"some signal on in {persisting} of the last {len(window)} checks since the reference changed "
-            f"(need {rules.persist_k} of {rules.persist_m}); on now: {', '.join(on) or 'none'}",
+            f"(need {rules.persist_k} of {rules.persist_m}); on now: {', '.join(on) or 'none'}"
+            + (f"; strong at once: {', '.join(strong)}" if strong else ""),
             dist_hit,
         )
     )

@@ -109,3 +109,12 @@ def test_quiet_windows_never_retrain(p, days):
     )
     past = [PastRecord(D0 - timedelta(days=d), "check", ("text",)) for d in days]
     assert not decide(check(tests=tests), past, RULES).retrain
+
+
+def test_a_strong_signal_does_not_wait_for_a_second_check():
+    strong = SignalTest("text", 1e-6, 0.3, 0.05)  # p < alpha^2 and 6x the floor
+    d = decide(check(tests=(strong,)), [], RULES)
+    assert d.retrain and d.rule == "distribution_drift" and "strong at once: text" in d.summary + str(d.reasons)
+    mild = SignalTest("text", 1e-6, 0.1, 0.05)  # significant, but only 2x the floor: persistence applies
+    assert not decide(check(tests=(mild,)), [], RULES).retrain
+    assert not decide(check(tests=(strong,)), [], Rules(strong_multiple=None)).retrain
