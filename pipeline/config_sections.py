@@ -175,6 +175,13 @@ class PolicyConfig(Section):
     retrain_on_new_label: bool = Field(
         True, description="An accepted new label retrains (validate.new_labels: accept)."
     )
+    performance_veto: bool = Field(
+        True,
+        description=(
+            "Distribution drift alone does not retrain when the labelled window shows the champion's accuracy "
+            "non-inferior to its baselines (CI low >= baseline - perf_margin)."
+        ),
+    )
 
     @model_validator(mode="after")
     def _k_of_m(self) -> PolicyConfig:

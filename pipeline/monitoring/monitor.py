@@ -55,6 +55,7 @@ def rules(cfg: PipelineConfig) -> policy.Rules:
         budget_days=p.budget_days,
         on_season_start=p.retrain_on_season_start,
         on_new_label=p.retrain_on_new_label,
+        performance_veto=p.performance_veto,
     )
 
 

@@ -17,6 +17,11 @@ Rules, each reported with its signal, value, threshold and whether it fired:
   the threshold does not flap. A *strong* signal (p < alpha² and effect ≥ ``strong_multiple`` × its
   floor, measured from the null) counts as persistent at once: a season change should not wait a
   window for its second check, while noise almost never gets that far.
+- ``performance_holds`` (a veto on distribution drift alone, ``performance_veto``): when the window
+  is labelled and the champion's accuracy is shown *non-inferior* to every baseline (the CI's lower
+  end is above baseline − ``perf_margin``), the world moved but the model copes: distribution drift
+  is reported, not retrained on. A wide CI (a small window) proves nothing, so it vetoes nothing;
+  a CBPE estimate never vetoes. New labels, season starts and performance drops are not vetoed.
 
 Guards: after a retrain (promoted or not, the reference moves to the window it answered), the
 drift rules (performance, distribution, new label) are suppressed for ``cooldown_days``; an
@@ -94,6 +99,7 @@ class Rules:
     budget_days: int = 90
     on_season_start: bool = True
     on_new_label: bool = True
+    performance_veto: bool = True
 
 
 @dataclass(frozen=True)
@@ -171,6 +177,25 @@ def performance_rule(perf: PerformanceCheck | None, rules: Rules) -> tuple[bool,
     return fired, out
 
 
+def performance_holds(perf: PerformanceCheck | None, rules: Rules) -> tuple[bool, Reason | None]:
+    """True when labelled accuracy is non-inferior to every baseline: CI low ≥ baseline − margin."""
+    if not rules.performance_veto or perf is None or perf.estimated:
+        return False, None
+    bases = [b for b in (perf.baseline, perf.recent) if b is not None and math.isfinite(b)]
+    if not bases:
+        return False, None
+    bar = max(bases) - rules.perf_margin
+    holds = perf.low >= bar
+    return holds, Reason(
+        "performance_holds",
+        perf.low,
+        bar,
+        f"{perf.metric} CI low {perf.low:.3f} vs baseline {max(bases):.3f} − margin {rules.perf_margin:.3f}: "
+        + ("non-inferior, distribution drift alone does not retrain" if holds else "not shown non-inferior"),
+        holds,
+    )
+
+
 def since_reference(history: Sequence[PastRecord]) -> tuple[list[PastRecord], PastRecord | None]:
     """Checks after the latest retrain (oldest first), and that retrain (None when there was none)."""
     ordered = sorted(history, key=lambda r: (r.day, r.kind == "retrain"))
@@ -197,7 +222,9 @@ def decide(check: CheckInput, history: Sequence[PastRecord], rules: Rules) -> De
         and t.effect_floor > 0
         and t.effect >= rules.strong_multiple * t.effect_floor
     ]
-    dist_hit = bool(on) and (persisting >= rules.persist_k or bool(strong))
+    dist_signal = bool(on) and (persisting >= rules.persist_k or bool(strong))
+    holds, holds_reason = performance_holds(check.performance, rules)
+    dist_hit = dist_signal and not holds
     reasons.append(
         Reason(
             "distribution_drift",
@@ -205,10 +232,13 @@ def decide(check: CheckInput, history: Sequence[PastRecord], rules: Rules) -> De
             float(rules.persist_k),
             f"some signal on in {persisting} of the last {len(window)} checks since the reference changed "
             f"(need {rules.persist_k} of {rules.persist_m}); on now: {', '.join(on) or 'none'}"
-            + (f"; strong at once: {', '.join(strong)}" if strong else ""),
+            + (f"; strong at once: {', '.join(strong)}" if strong else "")
+            + ("; vetoed: performance holds" if dist_signal and holds else ""),
             dist_hit,
         )
     )
+    if holds_reason is not None:
+        reasons.append(holds_reason)
 
     candidates: list[str] = []
     if not check.has_champion:

@@ -118,3 +118,20 @@ def test_a_strong_signal_does_not_wait_for_a_second_check():
     mild = SignalTest("text", 1e-6, 0.1, 0.05)  # significant, but only 2x the floor: persistence applies
     assert not decide(check(tests=(mild,)), [], RULES).retrain
     assert not decide(check(tests=(strong,)), [], Rules(strong_multiple=None)).retrain
+
+
+def test_distribution_drift_is_vetoed_only_when_labelled_accuracy_is_shown_non_inferior():
+    past = [PastRecord(D0 - timedelta(days=7), "check", ("text",))]
+    holds = PerformanceCheck(0.90, 0.88, 0.92, baseline=0.90)  # CI low 0.88 ≥ 0.90 − 0.03
+    d = decide(check(tests=(DRIFT,), performance=holds), past, RULES)
+    assert not d.retrain and d.rule == "none" and d.signals_on == ("text",)  # reported, not retrained on
+    assert any(r.signal == "performance_holds" and r.fired for r in d.reasons)
+    wide = PerformanceCheck(0.90, 0.70, 0.99, baseline=0.90)  # a small window proves nothing
+    assert decide(check(tests=(DRIFT,), performance=wide), past, RULES).rule == "distribution_drift"
+    est = PerformanceCheck(0.90, 0.90, 0.90, baseline=0.90, estimated=True)  # CBPE never vetoes
+    assert decide(check(tests=(DRIFT,), performance=est), past, RULES).retrain
+    recent_higher = PerformanceCheck(0.90, 0.88, 0.92, baseline=0.90, recent=0.95)  # the stricter baseline
+    assert decide(check(tests=(DRIFT,), performance=recent_higher), past, RULES).retrain
+    off = Rules(**{**RULES.__dict__, "performance_veto": False})
+    assert decide(check(tests=(DRIFT,), performance=holds), past, off).retrain
+    assert decide(check(tests=(DRIFT,), performance=holds, new_labels=("x",)), past, RULES).rule == "new_label"

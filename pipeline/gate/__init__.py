@@ -1,0 +1,1 @@
+"""The promotion gate: pure statistics and the decision rule (no I/O)."""

@@ -1,0 +1,121 @@
+"""Paired comparisons for the gate, from two models' predictions on the same rows. Pure numpy/scipy.
+
+One paired bootstrap (rows resampled once for both models) gives the primary metric and every
+per-class F1 from the same confusion counts; accuracy differences (segments, memory holdout) use
+the exact paired mean of per-row correctness differences and its standard error; ECE uses its own
+paired bootstrap. CIs are 95% percentile (bootstrap) or normal (accuracy).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import stats as sps
+
+from pipeline.gate import stats
+from pipeline.gate.rule import Comparison
+from pipeline.stats.paired import _confusions, _encode
+
+_CELLS = 4_000_000
+Z95 = float(sps.norm.isf(0.025))
+
+
+def _f1_matrix(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(per-class F1 (R, k), macro-F1 over classes present in the truth (R,)) from confusions (R, k, k)."""
+    tp = np.diagonal(cm, axis1=1, axis2=2).astype(float)
+    support, predicted = cm.sum(axis=2), cm.sum(axis=1)
+    denom = support + predicted
+    f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
+    present = support > 0
+    return f1, (f1 * present).sum(axis=1) / np.maximum(present.sum(axis=1), 1)
+
+
+def _comparison(name: str, a: float, b: float, diffs: np.ndarray, n: int, p: float | None = None) -> Comparison:
+    low, high = np.percentile(diffs, [2.5, 97.5]) if len(diffs) else (math.nan, math.nan)
+    return Comparison(
+        name, float(a), float(b), float(b - a), stats.standard_error(diffs), float(low), float(high), n, p
+    )
+
+
+def primary_and_classes(
+    y_true: np.ndarray,
+    pred_a: np.ndarray,
+    pred_b: np.ndarray,
+    *,
+    metric: str,
+    n_resamples: int,
+    seed: int,
+    permutations: int,
+) -> tuple[Comparison, list[Comparison]]:
+    """The primary comparison (with its one-sided superiority p-value) and one per class in the truth."""
+    (t, a, b), k = _encode(y_true, pred_a, pred_b)
+    classes = np.unique(np.asarray(y_true).astype(str))
+    all_labels = np.unique(np.concatenate([np.asarray(x).astype(str) for x in (y_true, pred_a, pred_b)]))
+    n = len(t)
+
+    def scores(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        fa, ma = _f1_matrix(_confusions(t[idx], a[idx], k))
+        fb, mb = _f1_matrix(_confusions(t[idx], b[idx], k))
+        if metric == "accuracy":
+            ma, mb = (a[idx] == t[idx]).mean(axis=1), (b[idx] == t[idx]).mean(axis=1)
+        return fa, ma, fb, mb
+
+    fa0, ma0, fb0, mb0 = scores(np.arange(n)[None])
+    rng = np.random.default_rng(seed)
+    chunk, d_main, d_cls = max(1, _CELLS // max(1, n * 4)), [], []
+    for start in range(0, n_resamples, chunk):
+        idx = rng.integers(0, n, size=(min(chunk, n_resamples - start), n))
+        fa, ma, fb, mb = scores(idx)
+        d_main.append(mb - ma)
+        d_cls.append(fb - fa)
+    dm, dc = np.concatenate(d_main), np.concatenate(d_cls)
+    test = stats.superiority(y_true, pred_a, pred_b, metric=metric, n_resamples=permutations, seed=seed)
+    primary = _comparison("primary", ma0[0], mb0[0], dm, n, test.p_value)
+    per_class = []
+    for j, label in enumerate(all_labels):
+        if label in classes:
+            support = int(np.sum(np.asarray(y_true).astype(str) == label))
+            per_class.append(_comparison(f"class:{label}", fa0[0, j], fb0[0, j], dc[:, j], support))
+    return primary, per_class
+
+
+def accuracy(name: str, y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray) -> Comparison:
+    """Paired accuracy difference: mean of per-row correctness differences, normal CI."""
+    t = np.asarray(y_true).astype(str)
+    ca, cb = np.asarray(pred_a).astype(str) == t, np.asarray(pred_b).astype(str) == t
+    d = cb.astype(float) - ca.astype(float)
+    n = len(d)
+    se = float(np.std(d, ddof=1) / math.sqrt(n)) if n > 1 else math.inf
+    diff = float(d.mean()) if n else 0.0
+    return Comparison(name, float(ca.mean()), float(cb.mean()), diff, se, diff - Z95 * se, diff + Z95 * se, n)
+
+
+def calibration(
+    y_true: np.ndarray,
+    pred_a: np.ndarray,
+    conf_a: np.ndarray,
+    pred_b: np.ndarray,
+    conf_b: np.ndarray,
+    *,
+    n_resamples: int,
+    seed: int,
+) -> Comparison | None:
+    """ECE(champion) − ECE(challenger) (> 0: the challenger is better calibrated); None without confidences."""
+    t = np.asarray(y_true).astype(str)
+    ca, cb = np.asarray(pred_a).astype(str) == t, np.asarray(pred_b).astype(str) == t
+    if not (np.isfinite(conf_a).any() and np.isfinite(conf_b).any()):
+        return None
+    ea, eb = stats.expected_calibration_error(ca, conf_a), stats.expected_calibration_error(cb, conf_b)
+    rng = np.random.default_rng(seed)
+    n = len(t)
+    diffs = np.empty(n_resamples)
+    for r in range(n_resamples):
+        i = rng.integers(0, n, n)
+        diffs[r] = stats.expected_calibration_error(ca[i], conf_a[i]) - stats.expected_calibration_error(
+            cb[i], conf_b[i]
+        )
+    low, high = np.percentile(diffs, [2.5, 97.5])
+    # stored as "improvement": champion − challenger, so that > 0 is better like every other guardrail
+    return Comparison("ece", ea, eb, ea - eb, stats.standard_error(diffs), float(low), float(high), n,
+                      higher_is_better=False)  # fmt: skip

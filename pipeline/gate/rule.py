@@ -1,0 +1,273 @@
+"""The promotion rule. Pure: paired comparisons in, an outcome with every check's numbers out.
+
+Outcomes: ``promote``; ``insufficient_evidence`` (the challenger keeps the ``challenger`` alias and
+is scored again on the next window); ``reject``.
+
+Error control, stated:
+
+- **Primary metric** (macro-F1 by default): one one-sided paired test (H1: the challenger is
+  better), used once. The level ``alpha`` is split: ``alpha·(1 − sequential_share)`` for the
+  fixed-sample test at the first look, ``alpha·sequential_share`` for the always-valid mSPRT
+  over every look (the first look and each later window's new, disjoint rows). By the union
+  bound and Ville's inequality the chance of promoting a challenger that is not better is ≤ alpha
+  however many windows it stands.
+- **Futility**: when the primary is not significant, the outcome is ``reject`` if the CI's upper
+  end is below ``min_effect`` (the data rule out a gain worth having), or after ``max_looks``
+  looks; otherwise ``insufficient_evidence``. Power at ``min_effect`` is reported with each look.
+- **Guardrails** (per-class F1, per-segment accuracy, memory-holdout accuracy, ECE): each is a
+  paired difference with a margin. Reported: the non-inferiority p-value (H0: diff ≤ −margin) and
+  the power of that test. Gated: a guardrail blocks when the regression is both significant (its
+  one-sided harm p-value, H0: diff ≥ 0, survives Holm's step-down across the gated guardrails at
+  ``guardrail_alpha``, so an A/A pair is blocked with probability ≤ guardrail_alpha) and larger
+  than its margin (point estimate < −margin). A guardrail with fewer than ``min_support`` rows is
+  too small to test: reported, not gated.
+- **Fairness**: the disparate-impact ratio (min/max per-segment accuracy) must be ≥
+  ``min_disparate_impact``, unless the champion is already below it and the challenger is not
+  worse (promotion must not be blocked for improving a bad situation).
+- **Latency**: the challenger's p95 may be at most ``max_latency_ratio`` × the champion's.
+- **Floors**: a first model needs ``first_model_min`` on the primary metric; a challenger that
+  cannot predict a label the champion can (``lost_labels``) is rejected. ``alpha`` None: never
+  promote over a champion (fails closed).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+from statsmodels.stats.multitest import multipletests
+
+from pipeline.gate import stats
+
+Outcome = Literal["promote", "insufficient_evidence", "reject"]
+
+
+@dataclass(frozen=True)
+class GateRules:
+    metric: str = "macro_f1"
+    alpha: float | None = 0.05
+    sequential_share: float = 0.25
+    min_effect: float = 0.02
+    target_power: float = 0.8
+    max_looks: int = 4
+    guardrail_alpha: float = 0.05
+    margins: dict[str, float] = field(
+        default_factory=lambda: {"class": 0.05, "segment": 0.03, "memory": 0.03, "ece": 0.03}
+    )
+    min_support: int = 20
+    min_disparate_impact: float | None = 0.8
+    max_latency_ratio: float | None = 1.5
+    first_model_min: float | None = 0.6
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One paired quantity: champion and challenger on the same rows; diff = challenger − champion."""
+
+    name: str  # "primary", "class:<label>", "segment:<name>", "memory", "ece"
+    champion: float
+    challenger: float
+    diff: float
+    se: float
+    ci_low: float
+    ci_high: float
+    n: int
+    p_value: float | None = None  # the primary's superiority test
+    higher_is_better: bool = True  # False for ECE: its diff is flipped by the caller so that > 0 is better
+
+
+@dataclass(frozen=True)
+class Look:
+    """An earlier look at the same challenger against the same champion, on rows disjoint from later ones."""
+
+    estimate: float
+    variance: float
+    n: int
+    window: str = ""
+
+
+@dataclass(frozen=True)
+class GateInput:
+    first_model: bool
+    challenger_primary: float
+    primary: Comparison | None = None
+    earlier_looks: tuple[Look, ...] = ()
+    guardrails: tuple[Comparison, ...] = ()
+    segment_accuracy: dict[str, dict[str, float]] = field(default_factory=dict)  # role -> segment -> accuracy
+    latency_p95_ms: dict[str, float] = field(default_factory=dict)  # role -> ms
+    lost_labels: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: Literal["pass", "fail", "inconclusive", "reported"]
+    detail: str
+    value: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    threshold: float | None = None
+    p_value: float | None = None
+    power: float | None = None
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    outcome: Outcome
+    checks: tuple[Check, ...]
+    look: int
+    reasons: tuple[str, ...]
+    summary: str
+
+    @property
+    def promote(self) -> bool:
+        return self.outcome == "promote"
+
+
+def _margin(rules: GateRules, name: str) -> float:
+    return rules.margins.get(name.split(":", 1)[0], 0.05)
+
+
+def primary_check(inp: GateInput, rules: GateRules) -> tuple[Check, bool, bool]:
+    """(check, significant, futile) for the primary metric at this look."""
+    p = inp.primary
+    assert p is not None and rules.alpha is not None
+    look = len(inp.earlier_looks) + 1
+    a_fixed = rules.alpha * (1 - rules.sequential_share)
+    a_seq = rules.alpha * rules.sequential_share
+    looks = [*inp.earlier_looks, Look(p.diff, p.se * p.se, p.n)]
+    p_seq = stats.msprt_p_value([x.estimate for x in looks], [x.variance for x in looks], tau=rules.min_effect)
+    p_fixed = p.p_value if (look == 1 and p.p_value is not None) else None
+    significant = (p_fixed is not None and p_fixed < a_fixed) or (a_seq > 0 and p_seq < a_seq)
+    power = stats.power_one_sided(rules.min_effect, p.se, a_fixed if look == 1 else a_seq)
+    futile = not significant and (p.ci_high < rules.min_effect or look >= rules.max_looks)
+    fixed = f"one-sided p={p_fixed:.4g} vs {a_fixed:.4g}; " if p_fixed is not None else ""
+    detail = (
+        f"{rules.metric} {p.champion:.4f} -> {p.challenger:.4f} (diff {p.diff:+.4f}, CI [{p.ci_low:+.4f}, "
+        f"{p.ci_high:+.4f}], {p.n} rows, look {look}): {fixed}always-valid p={p_seq:.4g} vs {a_seq:.4g}; "
+        f"power {power:.0%} at +{rules.min_effect:g}"
+    )
+    status: Literal["pass", "fail", "inconclusive"] = "pass" if significant else ("fail" if futile else "inconclusive")
+    check = Check(
+        "primary",
+        status,
+        detail,
+        value=p.diff,
+        ci_low=p.ci_low,
+        ci_high=p.ci_high,
+        threshold=rules.min_effect,
+        p_value=p_seq if p_fixed is None else min(p_fixed, p_seq),
+        power=power,
+    )
+    return check, significant, futile
+
+
+def guardrail_checks(guards: tuple[Comparison, ...], rules: GateRules) -> list[Check]:
+    gated = [g for g in guards if g.n >= rules.min_support]
+    harm = [stats.non_inferiority(-g.diff, g.se, 0.0).p_value for g in gated]  # H0: diff ≥ 0
+    if harm:
+        holm = multipletests(harm, alpha=rules.guardrail_alpha, method="holm")
+        significant = dict(zip([g.name for g in gated], holm[0], strict=True))
+        adjusted = dict(zip([g.name for g in gated], holm[1], strict=True))
+    else:
+        significant, adjusted = {}, {}
+    out = []
+    for g in guards:
+        m = _margin(rules, g.name)
+        ni = stats.non_inferiority(g.diff, g.se, m)
+        power = stats.power_one_sided(m, g.se, rules.guardrail_alpha)
+        head = (
+            f"{g.name} {g.champion:.4f} -> {g.challenger:.4f} (diff {g.diff:+.4f}, CI [{g.ci_low:+.4f}, "
+            f"{g.ci_high:+.4f}], margin {m:g}, {g.n} rows)"
+        )
+        if g.n < rules.min_support:
+            out.append(Check(g.name, "reported", head + f": too small to test (< {rules.min_support} rows), not gated",
+                             g.diff, g.ci_low, g.ci_high, -m, ni.p_value, power))  # fmt: skip
+            continue
+        blocked = bool(significant.get(g.name)) and g.diff < -m
+        note = (
+            f": regression beyond the margin, Holm p={adjusted[g.name]:.4g} < {rules.guardrail_alpha}"
+            if blocked
+            else f": no significant regression beyond the margin (Holm p={adjusted[g.name]:.4g}); "
+            f"non-inferiority p={ni.p_value:.3g}, power {power:.0%}"
+        )
+        out.append(Check(g.name, "fail" if blocked else "pass", head + note, g.diff, g.ci_low, g.ci_high, -m,
+                         float(adjusted[g.name]), power))  # fmt: skip
+    return out
+
+
+def fairness_check(seg: dict[str, dict[str, float]], rules: GateRules) -> Check | None:
+    if rules.min_disparate_impact is None or len(seg.get("challenger", {})) < 2:
+        return None
+    di_b = stats.disparate_impact(seg["challenger"])
+    di_a = stats.disparate_impact(seg["champion"]) if seg.get("champion") else None
+    floor = rules.min_disparate_impact
+    ok = di_b >= floor or (di_a is not None and di_a < floor and di_b >= di_a)
+    was = "" if di_a is None else f" (champion {di_a:.3f})"
+    return Check("fairness", "pass" if ok else "fail",
+                 f"disparate impact of segment accuracy {di_b:.3f}{was} vs floor {floor:g}", di_b, threshold=floor)  # fmt: skip
+
+
+def latency_check(lat: dict[str, float], rules: GateRules) -> Check | None:
+    if rules.max_latency_ratio is None or "champion" not in lat or "challenger" not in lat:
+        return None
+    a, b = lat["champion"], lat["challenger"]
+    ratio = b / a if a > 0 else 1.0
+    ok = ratio <= rules.max_latency_ratio or b - a < 1.0  # under 1 ms apart: timer noise, not a regression
+    return Check("latency_p95", "pass" if ok else "fail",
+                 f"p95 latency {a:.2f} -> {b:.2f} ms (x{ratio:.2f}, max x{rules.max_latency_ratio:g})", ratio,
+                 threshold=rules.max_latency_ratio)  # fmt: skip
+
+
+def decide(inp: GateInput, rules: GateRules) -> GateDecision:
+    checks: list[Check] = []
+    if inp.lost_labels:
+        checks.append(Check("label_coverage", "fail", f"the challenger cannot predict {sorted(inp.lost_labels)}, "
+                            "which the champion can", float(len(inp.lost_labels)), threshold=0.0))  # fmt: skip
+    look = len(inp.earlier_looks) + 1
+    if inp.first_model:
+        floor = rules.first_model_min
+        ok = floor is not None and inp.challenger_primary >= floor
+        detail = (
+            "gate not configured: first_model_min_macro_f1" if floor is None
+            else f"first model: {rules.metric} {inp.challenger_primary:.4f} {'>=' if ok else '<'} floor {floor:g}"
+        )  # fmt: skip
+        checks.append(Check("first_model", "pass" if ok else "fail", detail, inp.challenger_primary, threshold=floor))
+    elif rules.alpha is None or inp.primary is None:
+        checks.append(Check("primary", "fail", "gate not configured: alpha (no promotion over a champion without it)"))
+    else:
+        checks.append(primary_check(inp, rules)[0])
+        checks += guardrail_checks(inp.guardrails, rules)
+        for extra in (fairness_check(inp.segment_accuracy, rules), latency_check(inp.latency_p95_ms, rules)):
+            if extra is not None:
+                checks.append(extra)
+    outcome: Outcome
+    if any(c.status == "fail" for c in checks):
+        outcome = "reject"
+    elif any(c.status == "inconclusive" for c in checks):
+        outcome = "insufficient_evidence"
+    else:
+        outcome = "promote"
+    reasons = tuple(c.detail for c in checks if c.status in ("fail", "inconclusive"))
+    head = {"promote": "PROMOTE", "insufficient_evidence": "INSUFFICIENT EVIDENCE", "reject": "REJECT"}[outcome]
+    first = checks[0].detail if checks else ""
+    prim = next((c for c in checks if c.name in ("primary", "first_model")), None)
+    summary = f"{head} (look {look}): " + (prim.detail if prim is not None else first)
+    return GateDecision(outcome, tuple(checks), look, reasons, summary)
+
+
+def markdown(d: GateDecision) -> str:
+    """The decision as a Markdown table: per check its value, CI, threshold, p, power and status."""
+
+    def f(x: float | None, fmt: str = "{:+.4f}") -> str:
+        return "" if x is None or (isinstance(x, float) and not math.isfinite(x)) else fmt.format(x)
+
+    rows = ["| check | status | value | CI | threshold | p | power |", "|---|---|---|---|---|---|---|"]
+    for c in d.checks:
+        ci = "" if c.ci_low is None else f"[{c.ci_low:+.4f}, {c.ci_high:+.4f}]"
+        rows.append(
+            f"| {c.name} | {c.status} | {f(c.value)} | {ci} | {f(c.threshold, '{:g}')} | {f(c.p_value, '{:.4g}')} "
+            f"| {f(c.power, '{:.0%}')} |"
+        )
+    return f"**{d.outcome}** — {d.summary}\n\n" + "\n".join(rows) + "\n"

@@ -1,0 +1,84 @@
+"""The promotion rule, a pure function: each outcome, each guardrail, and the sequential looks."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from pipeline.gate.rule import Comparison, GateInput, GateRules, Look, decide, markdown
+
+R = GateRules()
+
+
+def comp(name="primary", diff=0.04, se=0.01, n=2000, p=0.001, a=0.80):
+    return Comparison(name, a, a + diff, diff, se, diff - 1.96 * se, diff + 1.96 * se, n, p)
+
+
+def gate(primary=None, **kw):
+    return GateInput(first_model=False, challenger_primary=0.84, primary=primary or comp(), **kw)
+
+
+def test_first_model_needs_its_floor_and_a_null_floor_never_promotes():
+    assert decide(GateInput(True, 0.7), R).outcome == "promote"
+    assert decide(GateInput(True, 0.5), R).outcome == "reject"
+    d = decide(GateInput(True, 0.99), replace(R, first_model_min=None))
+    assert d.outcome == "reject" and "not configured" in d.reasons[0]
+
+
+def test_a_significant_gain_promotes_and_a_null_alpha_never_does():
+    d = decide(gate(), R)
+    assert d.promote and d.look == 1 and d.checks[0].power is not None
+    assert decide(gate(), replace(R, alpha=None)).outcome == "reject"
+    assert decide(gate(lost_labels=("refund",)), R).outcome == "reject"
+
+
+def test_no_significance_is_insufficient_evidence_unless_the_ci_rules_out_the_minimum_effect():
+    unclear = comp(diff=0.01, se=0.02, n=250, p=0.3)  # CI [-0.03, +0.05] still holds +0.02
+    d = decide(gate(unclear), R)
+    assert d.outcome == "insufficient_evidence" and d.checks[0].status == "inconclusive"
+    futile = comp(diff=-0.01, se=0.005, p=0.9)  # CI high ≈ 0 < min_effect
+    assert decide(gate(futile), R).outcome == "reject"
+    looks = tuple(Look(0.01, 0.0004, 250) for _ in range(R.max_looks - 1))
+    assert decide(gate(unclear, earlier_looks=looks), R).outcome == "reject"  # evidence exhausted
+
+
+def test_later_looks_use_only_the_always_valid_test():
+    # p=0.001 would pass the fixed test, but at look 2 only the mSPRT (alpha * share) counts
+    weak = comp(diff=0.005, se=0.02, n=250, p=0.001)
+    d = decide(gate(weak, earlier_looks=(Look(0.0, 0.0004, 250),)), R)
+    assert d.look == 2 and not d.promote
+    strong = tuple(Look(0.05, 0.0001, 1000) for _ in range(2))
+    assert decide(gate(comp(diff=0.05, se=0.01, p=0.5), earlier_looks=strong), R).promote
+
+
+def test_guardrails_block_only_a_significant_regression_beyond_the_margin():
+    small = comp("class:rare", diff=-0.5, se=0.2, n=5)
+    d = decide(gate(guardrails=(small,)), R)
+    assert d.promote and d.checks[1].status == "reported"  # too small to test: reported, not gated
+    regress = comp("class:billing", diff=-0.10, se=0.02, n=300)
+    d = decide(gate(guardrails=(regress,)), R)
+    assert d.outcome == "reject" and "regression beyond the margin" in d.reasons[0]
+    within = comp("class:billing", diff=-0.03, se=0.005, n=300)  # significant, but inside the 0.05 margin
+    assert decide(gate(guardrails=(within,)), R).promote
+
+
+def test_holm_keeps_one_borderline_guardrail_among_many_from_blocking():
+    borderline = comp("segment:terse", diff=-0.06, se=0.035, n=300)  # harm p ≈ 0.043 alone
+    assert decide(gate(guardrails=(borderline,)), R).outcome == "reject"
+    others = tuple(comp(f"class:c{i}", diff=0.0, se=0.03, n=300) for i in range(5))
+    assert decide(gate(guardrails=(borderline, *others)), R).promote
+
+
+def test_fairness_floor_and_a_champion_already_below_it():
+    fair = {"challenger": {"a": 0.9, "b": 0.85}, "champion": {"a": 0.9, "b": 0.85}}
+    assert decide(gate(segment_accuracy=fair), R).promote
+    unfair = {"challenger": {"a": 0.9, "b": 0.6}, "champion": {"a": 0.9, "b": 0.85}}
+    assert decide(gate(segment_accuracy=unfair), R).outcome == "reject"
+    improving = {"challenger": {"a": 0.9, "b": 0.65}, "champion": {"a": 0.9, "b": 0.55}}
+    assert decide(gate(segment_accuracy=improving), R).promote
+
+
+def test_latency_and_the_markdown_record():
+    assert decide(gate(latency_p95_ms={"champion": 10.0, "challenger": 20.0}), R).outcome == "reject"
+    assert decide(gate(latency_p95_ms={"champion": 0.2, "challenger": 0.5}), R).promote  # under 1 ms apart
+    md = markdown(decide(gate(guardrails=(comp("class:x", n=300),)), R))
+    assert md.startswith("**promote**") and "| class:x | pass |" in md and "| primary | pass |" in md

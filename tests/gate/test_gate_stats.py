@@ -1,0 +1,77 @@
+"""The gate's statistics: known answers, and error rates by simulation."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipeline.gate import stats
+
+
+def test_the_worked_z_test_gives_its_known_answer():
+    r = stats.z_test_mean(40, 37, 3.2, 5)
+    assert round(r.statistic, 2) == 2.10 and round(r.p_value, 3) == 0.018
+    with pytest.raises(ValueError):
+        stats.z_test_mean(40, 37, 0.0, 5)
+
+
+def test_mcnemar_one_sided_is_the_binomial_tail_of_the_discordant_pairs():
+    y = np.array(["a"] * 20)
+    a = np.array(["a"] * 10 + ["b"] * 10)  # champion wrong on the last 10
+    b = np.array(["b"] * 2 + ["a"] * 18)  # challenger fixes 10, breaks 2
+    r = stats.superiority(y, a, b, metric="accuracy", n_resamples=100, seed=0)
+    # P(X >= 10), X ~ Binomial(12, 0.5) = (1 + 12 + 66) / 4096
+    assert r.p_value == pytest.approx(79 / 4096)
+    assert stats.superiority(y, b, a, metric="accuracy", n_resamples=100, seed=0).p_value > 0.99  # one-sided
+
+
+def test_permutation_test_is_seeded_and_one_sided():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 4, 400).astype(str)
+    a = np.where(rng.random(400) < 0.6, y, "0")
+    b = np.where(rng.random(400) < 0.8, y, "0")
+    r1 = stats.superiority(y, a, b, metric="macro_f1", n_resamples=500, seed=3)
+    assert r1 == stats.superiority(y, a, b, metric="macro_f1", n_resamples=500, seed=3)
+    assert r1.p_value < 0.01 and r1.statistic > 0
+    assert stats.superiority(y, b, a, metric="macro_f1", n_resamples=500, seed=3).p_value > 0.9
+
+
+def test_power_and_mde_are_inverse():
+    se, alpha = 0.01, 0.05
+    effect = stats.mde(se, alpha, 0.8)
+    assert stats.power_one_sided(effect, se, alpha) == pytest.approx(0.8)
+    assert stats.power_one_sided(0.0, se, alpha) == pytest.approx(alpha)
+
+
+def test_ece_known_answer_and_disparate_impact():
+    correct = np.array([1, 1, 0, 0], dtype=bool)
+    conf = np.array([0.95, 0.95, 0.95, 0.95])  # one bin: accuracy 0.5 at confidence 0.95
+    assert stats.expected_calibration_error(correct, conf) == pytest.approx(0.45)
+    assert math.isnan(stats.expected_calibration_error(correct, np.full(4, np.nan)))
+    assert stats.disparate_impact({"a": 0.9, "b": 0.72}) == pytest.approx(0.8)
+
+
+def test_msprt_is_always_valid_under_the_null_by_simulation():
+    """Ten looks at independent no-gain estimates: P(ever p < 0.05) must stay ≤ 0.05."""
+    rng = np.random.default_rng(7)
+    trials, hits = 2000, 0
+    for _ in range(trials):
+        est = rng.normal(0.0, 0.02, size=10)
+        ps = [stats.msprt_p_value(est[: i + 1], [0.02**2] * (i + 1), tau=0.02) for i in range(10)]
+        hits += min(ps) < 0.05
+    assert hits / trials <= 0.05
+    # and it finds a real gain as evidence accumulates
+    gain = [stats.msprt_p_value([0.03] * n, [0.02**2] * n, tau=0.02) for n in (1, 3, 6)]
+    assert gain[0] > gain[1] > gain[2] and gain[2] < 0.01
+
+
+@settings(max_examples=50, deadline=None, derandomize=True)
+@given(st.lists(st.floats(-0.1, 0.1), min_size=1, max_size=8), st.floats(0.005, 0.05))
+def test_msprt_p_value_never_rises_with_more_looks(est, sd):
+    var = [sd * sd] * len(est)
+    ps = [stats.msprt_p_value(est[: i + 1], var[: i + 1], tau=0.02) for i in range(len(est))]
+    assert all(0 <= p <= 1 for p in ps) and all(ps[i + 1] <= ps[i] + 1e-12 for i in range(len(ps) - 1))
