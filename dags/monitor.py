@@ -6,7 +6,9 @@ measures size-aware signals (text, embedding, label prior, predictions, the cham
 the labelled window with its CI, a CBPE estimate) against the reference data and the same season of
 the previous cycle; `decide` applies the drift policy (performance drop, k-of-m persistence,
 hysteresis, cooldown, budget) and records the decision in the drift history, with a PNG chart in
-MLflow. When the policy says retrain, `emit_drift` updates the `support_intent_drift` asset (its
+MLflow. `reassess` scores a standing challenger (one whose evidence was insufficient) on the
+window's new rows and lets the always-valid test decide; a promotion updates the
+`support_intent_champion` asset. When the policy says retrain, `emit_drift` updates the `support_intent_drift` asset (its
 event's extra carries the window, the scores and the reasons), which starts the `retrain` DAG.
 
 Nothing is trained here; reports land in MLflow under a parent run named after this DAG run.
@@ -58,8 +60,11 @@ def monitor():
         return extra
 
     p = tasks.plan()
-    ing, _, dr, dec = tasks.check_window(p)
-    emit_drift(p, dr, dec) >> tasks.commit(ing)
+    ing, ch, dr, dec = tasks.check_window(p)
+    after = tasks.reassess(p, ing, ch)  # a standing challenger gathers evidence on every window
+    done = tasks.commit(ing)
+    emit_drift(p, dr, dec) >> done
+    after >> [tasks.announce_champion(ch), done]
 
 
 monitor()

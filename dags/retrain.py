@@ -12,8 +12,10 @@ by the drift policy (`decide`).
 *What:* ingests the landing files this DAG has not seen yet (a watermark makes it exactly once),
 validates them with Great Expectations, checks drift against the champion's training data with
 Evidently, fine-tunes a challenger (warm start from the champion, with replay of its data),
-evaluates champion vs challenger on the same test split (McNemar + paired bootstrap) and
-registers the challenger; the `champion` alias moves only when the gate passes. The last task,
+evaluates champion vs challenger on the window's test split plus the evaluation pool (one one-sided
+paired test, guardrails, fairness, power) and registers the challenger; the `champion` alias moves
+only on `promote`, and each promotion updates the `support_intent_champion` asset. A standing
+challenger (insufficient evidence) is first scored on the window's new rows (`reassess`). The last task,
 `commit`, marks the window's files as consumed only when nothing before it failed, so a failed run
 leaves them for the next one.
 
@@ -97,11 +99,14 @@ def retrain():
 
     p = tasks.plan()
     ing, ch, dr, dec = tasks.check_window(p)
+    now = tasks.reassess(p, ing, ch)  # a standing challenger first: it may become the champion
     gate = should_train(dec)
-    ft = finetune(p, ing, ch)
+    ft = finetune(p, ing, now)
     gate >> ft
-    ev = evaluate(p, ing, ft, ch)
-    register(p, dr, ft, ev, ing, dec) >> tasks.commit(ing)
+    ev = evaluate(p, ing, ft, now)
+    reg = register(p, dr, ft, ev, ing, dec)
+    reg >> tasks.commit(ing)
+    reg >> tasks.announce_champion(ch)
 
 
 retrain()

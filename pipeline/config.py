@@ -137,6 +137,10 @@ class PipelineConfig(BaseSettings):
         return self.drift.history_url or f"sqlite:///{self.home_path / 'drift_history.db'}"
 
     @property
+    def registry_history_url(self) -> str:
+        return self.register.history_url or f"sqlite:///{self.home_path / 'registry_history.db'}"
+
+    @property
     def registry_uri(self) -> str:
         return self.tracking.registry_uri or self.tracking_uri
 

@@ -222,45 +222,96 @@ class FinetuneConfig(Section):
 
 
 class EvaluateConfig(Section):
-    """Promotion gate. A threshold set to null means: do not promote (the gate fails closed); the run
-    says so at its start."""
+    """Promotion gate (pipeline/gate/rule.py). A threshold set to null means: do not promote (the gate fails
+    closed); the run says so at its start."""
 
+    metric: Literal["macro_f1", "accuracy"] = Field(
+        "macro_f1", description="Primary metric: one one-sided paired test on it decides (permutation / McNemar)."
+    )
     alpha: float | None = Field(
-        0.05, gt=0, lt=1, description="Significance level of the McNemar test (null: never promote over a champion)."
+        0.05,
+        gt=0,
+        lt=1,
+        description="Chance of promoting a challenger that is not better, over all its looks (null: never promote).",
     )
-    min_macro_f1_gain: float | None = Field(
-        0.0,
-        description=(
-            "Lower bound of the 95% paired-bootstrap CI of macro-F1(challenger) - macro-F1(champion) must exceed "
-            "this (null: never promote over a champion)."
-        ),
-    )
-    max_class_f1_drop: float | None = Field(
-        0.10,
+    sequential_share: float = Field(
+        0.25,
         ge=0,
-        description=(
-            "Guardrail: no class with min_class_support test rows may lose more F1 than this (null: never promote "
-            "over a champion)."
-        ),
+        lt=1,
+        description="Share of alpha for the always-valid mSPRT over later windows; the rest is the first look's test.",
     )
-    min_class_support: int = Field(5, ge=1, description="Classes with fewer test rows are not guardrailed.")
+    min_effect: float = Field(
+        0.02, gt=0, lt=1, description="Smallest gain worth promoting: power is reported at it; CI below it is futile."
+    )
+    max_looks: int = Field(4, ge=1, description="Windows a standing challenger may gather evidence before rejection.")
+    guardrail_alpha: float = Field(
+        0.05, gt=0, lt=1, description="Family-wise level (Holm) at which a guardrail regression blocks promotion."
+    )
+    class_f1_margin: float = Field(0.05, ge=0, description="Guardrail margin: per-class F1 may drop this much.")
+    segment_accuracy_margin: float = Field(0.03, ge=0, description="Guardrail margin: per-segment accuracy drop.")
+    memory_accuracy_margin: float = Field(0.03, ge=0, description="Guardrail margin: memory-holdout accuracy drop.")
+    ece_margin: float = Field(0.03, ge=0, description="Guardrail margin: calibration error (ECE) increase.")
+    min_support: int = Field(
+        20, ge=1, description="Rows a class or segment needs to be gated; smaller ones are reported, not gated."
+    )
+    min_disparate_impact: float | None = Field(
+        0.8, ge=0, le=1, description="Floor of min/max per-segment accuracy (four-fifths rule); null: not checked."
+    )
+    max_latency_ratio: float | None = Field(
+        1.5, gt=0, description="Challenger p95 latency at most this times the champion's; null: not checked."
+    )
+    latency_rows: int = Field(32, ge=0, description="Rows predicted one at a time to measure p95 latency (0: off).")
     first_model_min_macro_f1: float | None = Field(
         0.6,
         ge=0,
         le=1,
         description="Absolute macro-F1 floor of the first model, when there is no champion (null: never).",
     )
-    bootstrap_samples: int = Field(1000, ge=100, description="Paired bootstrap resamples.")
-    seed: int = Field(11, description="Seed of the bootstrap.")
+    bootstrap_samples: int = Field(1000, ge=100, description="Paired bootstrap resamples (CIs, standard errors).")
+    permutations: int = Field(2000, ge=100, description="Resamples of the paired permutation test.")
+    seed: int = Field(11, description="Seed of the bootstrap and permutation tests.")
+    pool_max_rows: int = Field(
+        3000, ge=0, description="Evaluation pool: recent test rows (never trained on) added to the window's test split."
+    )
+    pool_max_age_days: int = Field(120, ge=1, description="Pool rows older than this move to the memory holdout.")
+    memory_max_rows: int = Field(
+        1000, ge=0, description="Memory holdout (earlier seasons) rows, to measure forgetting."
+    )
+    near_duplicate_threshold: float = Field(
+        0.8, gt=0, le=1, description="MinHash Jaccard at which an evaluation row counts as a training row's duplicate."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _removed_keys(cls, data: object) -> object:
+        removed = {
+            "min_macro_f1_gain": "the gate is one one-sided test now; see evaluate.alpha and evaluate.min_effect",
+            "max_class_f1_drop": "per-class guardrails are tested with evaluate.class_f1_margin",
+            "min_class_support": "renamed evaluate.min_support",
+        }
+        if isinstance(data, dict):
+            for key, why in removed.items():
+                if key in data:
+                    raise ValueError(f"evaluate.{key} was removed: {why}")
+        return data
 
 
-GATE_KEYS = ("alpha", "min_macro_f1_gain", "max_class_f1_drop", "first_model_min_macro_f1")
+GATE_KEYS = ("alpha", "first_model_min_macro_f1")
 
 
 class RegisterConfig(Section):
     model_name: str = Field("support-intent-classifier", description="Registered model name.")
     ready_timeout_s: int = Field(
         300, ge=1, description="Seconds to wait for a new model version to become READY before failing."
+    )
+    history_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the alias-history and gate-evidence tables; default "
+        "sqlite:///{home}/registry_history.db.",
+    )
+    require_approval: bool = Field(
+        False,
+        description="A promotion waits for a person's approval (Airflow human-in-the-loop) before champion moves.",
     )
 
 

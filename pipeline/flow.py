@@ -119,12 +119,18 @@ def ingest(cfg: PipelineConfig, plan: Plan) -> IngestResult:
 
 
 def commit(cfg: PipelineConfig, ing: IngestResult | None) -> int:
-    """The run succeeded: mark its files as consumed by its consumer (the last task of every run)."""
+    """The run succeeded: mark its files as consumed by its consumer (the last task of every run), and
+    let the window's test split join the evaluation pool. The monitor's windows do not: its split of a
+    file differs from the retrain consumer's, which trains on the same files."""
     if ing is None:
         return 0
+    from pipeline.data import eval_pool
     from pipeline.steps import ingest as step
 
-    return step.commit(cfg, ing)
+    committed = step.commit(cfg, ing)
+    if ing.consumer != "monitor" and ing.split_sizes.get("test"):
+        eval_pool.add(cfg, ing.test_uri, ing.pipeline_run_id, ing.window_end)
+    return committed
 
 
 def announce(cfg: PipelineConfig) -> list[str]:
@@ -210,6 +216,8 @@ def evaluate(
         champion_version=champ.version,
         out_dir=step_out(cfg, plan, "evaluate"),
         pipeline_run_id=plan.pipeline_run_id,
+        window_end=plan.window_end,
+        train_uris=tuple(u for u in (ft.train_data_uri, champ.train_data_uri) if u),
     )
 
 
@@ -275,6 +283,9 @@ def run_cycle(cfg: PipelineConfig, plan: Plan) -> dict[str, Any]:
     out["drift"] = dr.to_dict()
     dec = decide(cfg, plan, ing, dr, champ)
     out["decision"] = dec.to_dict()
+    if (re := reassess(cfg, plan, ing, champ)) is not None:
+        out["reassess"] = re
+        champ = champion(cfg)  # a standing challenger may just have been promoted
     train, why = should_train(dec)
     log.info("train=%s (%s)", train, why)
     if train:
@@ -285,6 +296,34 @@ def run_cycle(cfg: PipelineConfig, plan: Plan) -> dict[str, Any]:
         out["register"] = register(cfg, plan, dr, ft, ev, ing, dec).to_dict()
     out["watermark_committed"] = commit(cfg, ing)
     return out
+
+
+def reassess(cfg: PipelineConfig, plan: Plan, ing: IngestResult, champ: ChampionInfo) -> dict[str, Any] | None:
+    """A standing challenger (insufficient evidence so far) is scored on this window's new rows."""
+    from pipeline import promotion
+
+    return promotion.reassess(cfg, plan.pipeline_run_id, ing, champ, plan.window_end)
+
+
+def champion_event(cfg: PipelineConfig, before: ChampionInfo) -> dict[str, Any] | None:
+    """The ``champion`` asset event's extra when the champion changed since ``before``, else None."""
+    from pipeline import registry, tracking
+
+    now = champion(cfg)
+    if now.version is None or now.version == before.version:
+        return None
+    mv = tracking.client(cfg).get_model_version(cfg.register.model_name, now.version)
+    tags = mv.tags or {}
+    return {
+        "model_name": now.model_name,
+        "version": now.version,
+        "previous_version": before.version,
+        "model_uri": now.model_uri,
+        "outcome": tags.get("outcome"),
+        "decision_uri": tags.get("decision_uri"),
+        "summary": (mv.description or "").split("\n", 1)[0],
+        "alias_log": tags.get(registry.TAG_ALIAS_LOG),
+    }
 
 
 def drift_event_extra(plan: dict[str, Any], drift: dict[str, Any], decision: dict[str, Any]) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 from urllib.parse import urlparse
 
-STEPS = ("ingest", "validate", "drift", "decide", "finetune", "evaluate", "register")
+STEPS = ("ingest", "validate", "drift", "decide", "reassess", "finetune", "evaluate", "register")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 

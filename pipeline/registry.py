@@ -19,6 +19,7 @@ Heavy module (imports mlflow): use from steps only.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 
@@ -153,3 +154,42 @@ def wait_until_ready(c: MlflowClient, model_name: str, version: str, timeout_s: 
             )
         time.sleep(delay)
         delay = min(delay * 2, 10.0)
+
+
+TAG_ALIAS_LOG = "alias_log"
+
+
+def move_alias(
+    cfg: PipelineConfig,
+    alias: str,
+    version: str | None,
+    *,
+    actor: str,
+    reason: str,
+    pipeline_run_id: str,
+    numbers: dict[str, object] | None = None,
+) -> bool:
+    """Point ``alias`` at ``version`` (None: remove it), and record the move in the alias history and
+    on the versions involved (tag ``alias_log``). Returns False when nothing changed."""
+    from pipeline import registry_history
+
+    name = cfg.register.model_name
+    c = tracking.client(cfg)
+    before = alias_version(c, name, alias)
+    if before == version:
+        return False
+    if version is None:
+        c.delete_registered_model_alias(name, alias)
+    else:
+        c.set_registered_model_alias(name, alias, version)
+    registry_history.record_move(
+        cfg.registry_history_url,
+        registry_history.Move(name, alias, before, version, actor, reason, pipeline_run_id, dict(numbers or {})),
+    )
+    stamp = f"{alias}: {before or '-'} -> {version or '-'} by {actor}"
+    for v in {before, version} - {None}:
+        mv = c.get_model_version(name, str(v))
+        log_ = [*json.loads((mv.tags or {}).get(TAG_ALIAS_LOG) or "[]"), stamp][-8:]
+        c.set_model_version_tag(name, str(v), TAG_ALIAS_LOG, json.dumps(log_)[:4900])
+    log.info("registry: %s %s (%s)", name, stamp, reason)
+    return True

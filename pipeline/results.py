@@ -140,6 +140,13 @@ class EvaluateResult(StepResult):
     ci_high: float | None
     test_rows: int
     mlflow_run_id: str | None
+    # promote | insufficient_evidence (the challenger stands and is scored on the next window) | reject
+    outcome: str = "reject"
+    look: int = 1
+    power: float | None = None  # of the primary test at evaluate.min_effect
+    rows: dict[str, int] = field(default_factory=dict)  # window / pool / memory / excluded_* rows
+    summary: str = ""
+    primary_variance: float | None = None  # this look's estimate variance, for the always-valid test
 
 
 @dataclass(frozen=True)
@@ -152,6 +159,7 @@ class RegisterResult(StepResult):
     previous_version: str | None
     model_version_uri: str | None = None
     registration_uri: str | None = None
+    outcome: str = ""  # promoted | awaiting_approval | standing | rejected | ...
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,8 @@ from pipeline.config import ScheduleConfig
 
 DRIFT_ASSET_NAME = "support_intent_drift"
 DRIFT_ASSET_URI = "retrain://support-intent-classifier/drift"
+CHAMPION_ASSET_NAME = "support_intent_champion"
+CHAMPION_ASSET_URI = "retrain://support-intent-classifier/champion"
 
 
 def seasonal_timetable(sched: ScheduleConfig) -> Any:
@@ -25,6 +27,14 @@ def drift_asset() -> Any:
     from airflow.sdk import Asset
 
     return Asset(name=DRIFT_ASSET_NAME, uri=DRIFT_ASSET_URI)
+
+
+def champion_asset() -> Any:
+    """Updated on every promotion (its extra: version, previous version, the gate's numbers), so the
+    Assets view lists each one and later DAGs (serving, A/B) can be scheduled on it."""
+    from airflow.sdk import Asset
+
+    return Asset(name=CHAMPION_ASSET_NAME, uri=CHAMPION_ASSET_URI)
 
 
 def retrain_schedule(sched: ScheduleConfig) -> Any:

@@ -101,6 +101,24 @@ def commit(ingested: dict | None) -> int:
     return flow.commit(load_config(), None if ingested is None else IngestResult.from_dict(ingested))
 
 
+@task(retries=1)  # idempotent: the look is recorded once per run
+def reassess(plan: dict, ingested: dict, champ: dict) -> dict:
+    """A standing challenger is scored on this window; returns the champion after (it may have changed)."""
+    import logging
+
+    from pipeline import flow
+    from pipeline.config import load_config
+    from pipeline.results import ChampionInfo, IngestResult
+
+    cfg = load_config()
+    p, ing, ch = flow.Plan.from_dict(plan), IngestResult.from_dict(ingested), ChampionInfo.from_dict(champ)
+    res = flow.reassess(cfg, p, ing, ch)
+    logging.getLogger("retrain.gate").info(
+        "%s", "no standing challenger" if res is None else res["evaluate"]["summary"]
+    )
+    return flow.champion(cfg).to_dict() if res is not None else champ
+
+
 def check_window(p: Any) -> tuple[Any, Any, Any, Any]:
     """Wire plan → ingest → validate → champion → drift_check → decide; return (ingest, champion,
     drift, decision)."""
@@ -110,3 +128,27 @@ def check_window(p: Any) -> tuple[Any, Any, Any, Any]:
     val >> ch  # no registry call for data that failed validation
     dr: Any = drift_check(p, ing, ch)
     return ing, ch, dr, decide(p, ing, dr, ch)
+
+
+def announce_champion(before: Any) -> Any:
+    """A task that updates the ``champion`` asset when the champion changed during the run (a promotion
+    by register or by reassess); skipped otherwise. ``before``: the champion at the run's start."""
+    from pipeline.schedules import champion_asset
+
+    asset = champion_asset()
+
+    @task(outlets=[asset], trigger_rule="none_failed")
+    def announce_champion(champ: dict, *, outlet_events: Any = None) -> dict:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from pipeline import flow
+        from pipeline.config import load_config
+        from pipeline.results import ChampionInfo
+
+        extra = flow.champion_event(load_config(), ChampionInfo.from_dict(champ))
+        if extra is None:
+            raise AirflowSkipException("the champion did not change")
+        outlet_events[asset].extra = extra
+        return extra
+
+    return announce_champion(before)

@@ -11,10 +11,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 from scipy import stats as sps
 
+from pipeline.config import EvaluateConfig
 from pipeline.gate import stats
-from pipeline.gate.rule import Comparison
+from pipeline.gate.rule import Comparison, GateInput, GateRules, Look
 from pipeline.stats.paired import _confusions, _encode
 
 _CELLS = 4_000_000
@@ -119,3 +121,78 @@ def calibration(
     # stored as "improvement": champion − challenger, so that > 0 is better like every other guardrail
     return Comparison("ece", ea, eb, ea - eb, stats.standard_error(diffs), float(low), float(high), n,
                       higher_is_better=False)  # fmt: skip
+
+
+def rules_from(ev: EvaluateConfig) -> GateRules:
+    """The pure rule's parameters from the typed config section."""
+    return GateRules(
+        metric=ev.metric,
+        alpha=ev.alpha,
+        sequential_share=ev.sequential_share,
+        min_effect=ev.min_effect,
+        max_looks=ev.max_looks,
+        guardrail_alpha=ev.guardrail_alpha,
+        margins={
+            "class": ev.class_f1_margin,
+            "segment": ev.segment_accuracy_margin,
+            "memory": ev.memory_accuracy_margin,
+            "ece": ev.ece_margin,
+        },
+        min_support=ev.min_support,
+        min_disparate_impact=ev.min_disparate_impact,
+        max_latency_ratio=ev.max_latency_ratio,
+        first_model_min=ev.first_model_min_macro_f1,
+    )
+
+
+def build_input(
+    ev: EvaluateConfig,
+    *,
+    y_true: np.ndarray,
+    segments: np.ndarray | None,
+    memory: np.ndarray,
+    challenger: tuple[np.ndarray, np.ndarray],
+    champion: tuple[np.ndarray, np.ndarray] | None,
+    latency_p95_ms: dict[str, float],
+    lost_labels: tuple[str, ...] = (),
+    earlier_looks: tuple[Look, ...] = (),
+) -> GateInput:
+    """Every paired comparison the rule needs. ``memory`` marks memory-holdout rows (not in the primary)."""
+    ev_rows = ~memory
+    y, (pb, cb) = y_true[ev_rows], (challenger[0][ev_rows], challenger[1][ev_rows])
+    if champion is None:
+        from pipeline.stats.metrics import macro_f1
+
+        yy, bb = np.asarray(y).astype(str), np.asarray(pb).astype(str)
+        value = macro_f1(yy, bb) if ev.metric == "macro_f1" else float(np.mean(yy == bb))
+        return GateInput(first_model=True, challenger_primary=value, lost_labels=lost_labels)
+    pa, ca = champion[0][ev_rows], champion[1][ev_rows]
+    primary, classes = primary_and_classes(
+        y, pa, pb, metric=ev.metric, n_resamples=ev.bootstrap_samples, seed=ev.seed, permutations=ev.permutations
+    )
+    guards: list[Comparison] = list(classes)
+    seg_acc: dict[str, dict[str, float]] = {"champion": {}, "challenger": {}}
+    if segments is not None:
+        seg = segments[ev_rows]
+        known = ~pd.isna(seg)
+        for name in sorted({str(s) for s in seg[known]}):
+            m = known & (seg.astype(str) == name)
+            c = accuracy(f"segment:{name}", y[m], pa[m], pb[m])
+            guards.append(c)
+            if c.n >= ev.min_support:
+                seg_acc["champion"][name], seg_acc["challenger"][name] = c.champion, c.challenger
+    if memory.any():
+        guards.append(accuracy("memory", y_true[memory], champion[0][memory], challenger[0][memory]))
+    ece = calibration(y, pa, ca, pb, cb, n_resamples=min(ev.bootstrap_samples, 300), seed=ev.seed)
+    if ece is not None:
+        guards.append(ece)
+    return GateInput(
+        first_model=False,
+        challenger_primary=primary.challenger,
+        primary=primary,
+        earlier_looks=earlier_looks,
+        guardrails=tuple(guards),
+        segment_accuracy=seg_acc if len(seg_acc["challenger"]) >= 2 else {},
+        latency_p95_ms=latency_p95_ms,
+        lost_labels=lost_labels,
+    )

@@ -144,7 +144,7 @@ def primary_check(inp: GateInput, rules: GateRules) -> tuple[Check, bool, bool]:
     futile = not significant and (p.ci_high < rules.min_effect or look >= rules.max_looks)
     fixed = f"one-sided p={p_fixed:.4g} vs {a_fixed:.4g}; " if p_fixed is not None else ""
     detail = (
-        f"{rules.metric} {p.champion:.4f} -> {p.challenger:.4f} (diff {p.diff:+.4f}, CI [{p.ci_low:+.4f}, "
+        f"primary {rules.metric} {p.champion:.4f} -> {p.challenger:.4f} (diff {p.diff:+.4f}, CI [{p.ci_low:+.4f}, "
         f"{p.ci_high:+.4f}], {p.n} rows, look {look}): {fixed}always-valid p={p_seq:.4g} vs {a_seq:.4g}; "
         f"power {power:.0%} at +{rules.min_effect:g}"
     )

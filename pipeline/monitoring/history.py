@@ -16,11 +16,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
+from pipeline import sqlstore
 from pipeline.monitoring.policy import PastRecord
 
 METADATA = sa.MetaData()
@@ -94,19 +94,9 @@ class Row:
         return PastRecord(day, "check", tuple(self.signals_on), self.retrain)
 
 
-_ENGINES: dict[str, sa.Engine] = {}
-
-
 def engine(url: str) -> sa.Engine:
     """One engine per URL per process; the table is created on first use."""
-    if url not in _ENGINES:
-        parsed = sa.make_url(url)
-        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        eng = sa.create_engine(url, future=True, pool_pre_ping=True)
-        METADATA.create_all(eng)
-        _ENGINES[url] = eng
-    return _ENGINES[url]
+    return sqlstore.engine(url, METADATA)
 
 
 def record(url: str, row: Row) -> bool:

@@ -1,8 +1,16 @@
 """Register: one model version per pipeline run, then move aliases only as the gate decided.
 
 Every run registers its challenger (a rejected model is still worth keeping: it is the evidence of
-the run) and points ``challenger`` at it. Only an evaluation with ``promote`` moves ``previous`` to
-the old champion and ``champion`` to the new version.
+the run). The outcome moves the aliases, each move recorded in the alias history:
+
+- ``promote``: ``previous`` to the old champion, ``champion`` to the new version, and the
+  ``challenger`` alias is removed (nothing stands any more). With ``register.require_approval`` the
+  version takes ``challenger`` and waits: ``retrain approve`` (or the DAG's approval step) promotes.
+- ``insufficient_evidence``: ``challenger`` points at the new version; later windows add evidence.
+- ``reject``: no alias moves; a standing challenger keeps standing.
+
+Each look at a challenger (estimate and variance of the primary metric) goes to the gate-evidence
+table, from which the always-valid test reads its earlier looks.
 
 Idempotent: the version is found again by its ``pipeline_run_id`` tag, so a retry never creates a
 second version; and the alias moves are ordered (``previous`` first, ``champion`` last) and skipped
@@ -19,23 +27,13 @@ import mlflow
 
 from pipeline import registry, storage, tracking
 from pipeline.config import PipelineConfig
-from pipeline.errors import RegistryError
 from pipeline.results import EvaluateResult, RegisterResult
 
 log = logging.getLogger(__name__)
 
 REGISTRATION = "registration.json"
-_EVAL_TAGS = (
-    "challenger_macro_f1",
-    "challenger_accuracy",
-    "champion_macro_f1",
-    "champion_accuracy",
-    "p_value",
-    "macro_f1_diff",
-    "ci_low",
-    "ci_high",
-    "test_rows",
-)
+MAX_TAGS = 10  # per version; everything else lives in the decision record and registration.json
+CALLER_TAGS = ("trigger", "window_end")  # the caller's tags that make the cut
 
 
 def version_tags(
@@ -45,7 +43,8 @@ def version_tags(
     train_data_uri: str | None,
     tags: dict[str, Any] | None,
 ) -> dict[str, str]:
-    """The tags a new version is created with: caller's ``tags`` plus the pipeline's own.
+    """The (at most ``MAX_TAGS``) tags a new version is created with: the pipeline's own, then the
+    caller's ``trigger`` and ``window_end``; the rest of the caller's tags live in registration.json.
 
     The pipeline's keys win over the caller's (``pipeline_run_id`` is the idempotency key and must
     not be overridden); ``None`` values are left out, everything else is stringified.
@@ -55,26 +54,21 @@ def version_tags(
         tracking.TAG_SHA: tracking.git_sha(),
         registry.TAG_TRAIN_DATA: train_data_uri,
         "decision_uri": evaluation.decision_uri,
-        "promoted": str(evaluation.promote).lower(),
-        "is_first_model": str(evaluation.is_first_model).lower(),
+        "outcome": evaluation.outcome,
         "evaluated_against_version": evaluation.champion_version,
-        "evaluate_mlflow_run_id": evaluation.mlflow_run_id,
-        **{key: getattr(evaluation, key) for key in _EVAL_TAGS},
+        "challenger_accuracy": evaluation.challenger_accuracy,
     }
-    extra = {str(k): v for k, v in (tags or {}).items() if v is not None}
-    clashes = sorted(set(extra) & set(own))
+    extra = {str(k): v for k, v in (tags or {}).items() if v is not None and str(k) in CALLER_TAGS}
+    clashes = sorted(set(tags or {}) & set(own))
     if clashes:
         log.warning("register: caller tags %s are reserved by the pipeline and were ignored", ", ".join(clashes))
-    merged = {**extra, **{k: v for k, v in own.items() if v is not None}}
-    return {k: str(v) for k, v in merged.items()}
+    merged = {**{k: v for k, v in own.items() if v is not None}, **{k: v for k, v in extra.items() if k not in own}}
+    return {k: str(v) for k, v in list(merged.items())[: MAX_TAGS - 1]}  # one left for alias_log
 
 
 def _description(evaluation: EvaluateResult) -> str:
-    if evaluation.promote:
-        return (
-            f"Promoted by the gate (macro-F1 {evaluation.challenger_macro_f1:.4f}). Decision: {evaluation.decision_uri}"
-        )
-    return "Not promoted: " + "; ".join(evaluation.reasons) + f". Decision: {evaluation.decision_uri}"
+    head = evaluation.summary or ("PROMOTE" if evaluation.promote else "; ".join(evaluation.reasons))
+    return f"{head[:1500]}\nDecision: {evaluation.decision_uri}"
 
 
 def run(
@@ -120,26 +114,12 @@ def run(
     mv = registry.wait_until_ready(c, name, version, cfg.register.ready_timeout_s)
     c.update_model_version(name, version, description=_description(evaluation))
 
-    champion_now = registry.alias_version(c, name, registry.CHAMPION)
-    promoting = evaluation.promote and champion_now != version
-    if promoting and champion_now != evaluation.champion_version:
-        raise RegistryError(
-            f"register: {name} champion is version {champion_now or 'none'}, but the gate compared against "
-            f"{evaluation.champion_version or 'no champion'} ({evaluation.decision_uri}); "
-            "evaluate again before promoting"
-        )
-    c.set_registered_model_alias(name, registry.CHALLENGER, version)
-    if promoting:
-        # previous first, champion last: a crash in between leaves the old champion serving, and the
-        # retry sets previous to the same version again before moving champion
-        if champion_now is not None:
-            c.set_registered_model_alias(name, registry.PREVIOUS, champion_now)
-        c.set_registered_model_alias(name, registry.CHAMPION, version)
-        log.info("register: %s champion %s -> %s (previous=%s)", name, champion_now, version, champion_now)
-    elif evaluation.promote:
-        log.info("register: %s version %s is already champion; aliases left as they are", name, version)
-    else:
-        log.info("register: %s version %s not promoted; champion stays %s", name, version, champion_now)
+    from pipeline import promotion
+
+    what = promotion.apply_outcome(
+        cfg, version, evaluation, run_id=pipeline_run_id, window_end=(tags or {}).get("window_end") or None
+    )
+    log.info("register: %s version %s: %s (%s)", name, version, what, evaluation.outcome)
 
     model = registry.get_registered_model(c, name)
     aliases = {k: str(v) for k, v in ((model.aliases if model else None) or {}).items()}
@@ -148,6 +128,7 @@ def run(
         model_name=name,
         version=version,
         promoted=evaluation.promote and aliases.get(registry.CHAMPION) == version,
+        outcome=what,
         reused=reused,
         champion_version=aliases.get(registry.CHAMPION),
         previous_version=aliases.get(registry.PREVIOUS),
@@ -166,6 +147,7 @@ def run(
                 "pipeline_run_id": pipeline_run_id,
                 "decision_uri": evaluation.decision_uri,
                 "reasons": list(evaluation.reasons),
+                "caller_tags": dict(tags or {}),
             },
         )
         storage.write_done(stage, result)

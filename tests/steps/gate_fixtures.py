@@ -26,11 +26,11 @@ ROWS_PER_CLASS = 60
 
 GATE = {
     "alpha": 0.05,
-    "min_macro_f1_gain": 0.0,
-    "max_class_f1_drop": 0.10,
-    "min_class_support": 5,
+    "min_support": 20,
     "first_model_min_macro_f1": 0.6,
     "bootstrap_samples": 200,
+    "permutations": 500,
+    "latency_rows": 0,
     "seed": 11,
 }
 

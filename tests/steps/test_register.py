@@ -44,6 +44,8 @@ def _evaluation(promote: bool, champion_version: str | None = None, **kw) -> Eva
         "test_rows": 180,
         "mlflow_run_id": "abc123",
     }
+    fields["outcome"] = "promote" if promote else "reject"
+    fields["primary_variance"] = None if champion_version is None else 0.0016
     return EvaluateResult(**{**fields, **kw})
 
 
@@ -98,8 +100,9 @@ def test_first_model_promoted_and_loadable_by_alias(cfg, tmp_path: Path, model_u
         previous_version=None,
         model_version_uri=f"models:/{NAME}/1",
         registration_uri=str(tmp_path / "out" / "run1" / "register" / "registration.json"),
+        outcome="promoted",
     )
-    assert _aliases(cfg) == {"champion": "1", "challenger": "1"}
+    assert _aliases(cfg) == {"champion": "1"}  # nothing stands once promoted
     champion = registry.get_champion(cfg)
     assert (champion.version, champion.model_uri) == ("1", f"models:/{NAME}/1")
     assert champion.train_data_uri == "/data/run1/train.parquet"
@@ -109,22 +112,39 @@ def test_first_model_promoted_and_loadable_by_alias(cfg, tmp_path: Path, model_u
     assert out["label"].tolist() == [CLASSES[1]]
 
     written = json.loads(Path(res.registration_uri).read_text())
-    assert written["version"] == "1" and written["aliases"] == {"champion": "1", "challenger": "1"}
+    assert written["version"] == "1" and written["aliases"] == {"champion": "1"}
     assert (Path(res.registration_uri).parent / MARKER).is_file()
 
 
-def test_first_model_not_promoted_gets_only_the_challenger_alias(cfg, tmp_path: Path, model_uri: str) -> None:
+def test_a_rejected_first_model_moves_no_alias(cfg, tmp_path: Path, model_uri: str) -> None:
     res = _register(cfg, tmp_path, "run1", _evaluation(False), model_uri)
     assert (res.version, res.promoted, res.champion_version, res.previous_version) == ("1", False, None, None)
-    assert _aliases(cfg) == {"challenger": "1"}
-    assert "Not promoted: McNemar" in _client(cfg).get_model_version(NAME, "1").description
+    assert _aliases(cfg) == {} and res.outcome == "rejected"
+    assert "McNemar: p=0.61" in _client(cfg).get_model_version(NAME, "1").description
+
+
+def test_insufficient_evidence_stands_as_challenger_and_its_look_is_recorded(cfg, tmp_path: Path, model_uri: str) -> None:
+    from pipeline import promotion, registry_history
+
+    _register(cfg, tmp_path, "run1", _evaluation(True), model_uri)
+    unclear = _evaluation(False, champion_version="1", outcome="insufficient_evidence", macro_f1_diff=0.01)
+    res = _register(cfg, tmp_path, "run2", unclear, model_uri, tags={"window_end": "2025-06-01"})
+    assert res.outcome == "standing" and _aliases(cfg) == {"champion": "1", "challenger": "2"}
+    looks = registry_history.evidence(cfg.registry_history_url, NAME, "2", "1")
+    assert [(x.estimate, x.variance, x.window_end, x.outcome) for x in looks] == [
+        (0.01, 0.0016, "2025-06-01", "insufficient_evidence")
+    ]
+    assert promotion.standing(cfg, "1").version == "2"
+    # a later unclear challenger does not displace the standing one
+    res3 = _register(cfg, tmp_path, "run3", unclear, model_uri)
+    assert "keeps standing" in res3.outcome and _aliases(cfg)["challenger"] == "2"
 
 
 def test_better_challenger_promoted_and_old_champion_becomes_previous(cfg, tmp_path: Path, model_uri: str) -> None:
     _register(cfg, tmp_path, "run1", _evaluation(True), model_uri)
     res = _register(cfg, tmp_path, "run2", _evaluation(True, champion_version="1"), model_uri)
     assert (res.version, res.promoted, res.champion_version, res.previous_version) == ("2", True, "2", "1")
-    assert _aliases(cfg) == {"champion": "2", "challenger": "2", "previous": "1"}
+    assert _aliases(cfg) == {"champion": "2", "previous": "1"}
 
 
 def test_rejected_challenger_leaves_champion_and_previous_untouched(cfg, tmp_path: Path, model_uri: str) -> None:
@@ -132,9 +152,9 @@ def test_rejected_challenger_leaves_champion_and_previous_untouched(cfg, tmp_pat
     _register(cfg, tmp_path, "run2", _evaluation(True, champion_version="1"), model_uri)
     res = _register(cfg, tmp_path, "run3", _evaluation(False, champion_version="2"), model_uri)
     assert (res.version, res.promoted, res.champion_version, res.previous_version) == ("3", False, "2", "1")
-    assert _aliases(cfg) == {"champion": "2", "challenger": "3", "previous": "1"}
+    assert _aliases(cfg) == {"champion": "2", "previous": "1"}
     tags = _client(cfg).get_model_version(NAME, "3").tags
-    assert tags["promoted"] == "false" and tags["evaluated_against_version"] == "2"
+    assert tags["outcome"] == "reject" and tags["evaluated_against_version"] == "2"
 
 
 def test_retry_reuses_the_version_and_does_not_move_previous_twice(cfg, tmp_path: Path, model_uri: str) -> None:
@@ -146,7 +166,14 @@ def test_retry_reuses_the_version_and_does_not_move_previous_twice(cfg, tmp_path
     assert retry.reused and not first.reused
     assert (retry.version, retry.champion_version, retry.previous_version) == ("2", "2", "1")
     assert _versions(cfg) == ["1", "2"]
-    assert _aliases(cfg) == {"champion": "2", "challenger": "2", "previous": "1"}
+    assert _aliases(cfg) == {"champion": "2", "previous": "1"}
+    from pipeline import registry_history
+
+    moves = registry_history.moves(cfg.registry_history_url, NAME)
+    assert [(m.alias, m.from_version, m.to_version) for m in moves] == [
+        ("champion", None, "1"), ("previous", None, "1"), ("champion", "1", "2")
+    ]  # the retry recorded nothing twice
+    assert moves[-1].actor == "pipeline" and moves[-1].numbers["p_value"] == 1e-6
 
 
 def test_retry_after_a_crash_between_the_alias_moves(
@@ -163,7 +190,7 @@ def test_retry_after_a_crash_between_the_alias_moves(
     monkeypatch.setattr(MlflowClient, "set_registered_model_alias", crash_on_champion)
     with pytest.raises(RuntimeError, match="worker lost"):
         _register(cfg, tmp_path, "run2", _evaluation(True, champion_version="1"), model_uri)
-    assert _aliases(cfg) == {"champion": "1", "challenger": "2", "previous": "1"}  # old champion still serves
+    assert _aliases(cfg) == {"champion": "1", "previous": "1"}  # the old champion still serves
     assert not (tmp_path / "out" / "run2" / "register").exists()
 
     monkeypatch.setattr(MlflowClient, "set_registered_model_alias", real)
@@ -182,9 +209,9 @@ def test_rerun_with_marker_returns_the_recorded_result(cfg, tmp_path: Path, mode
 def test_promotion_over_a_champion_that_moved_since_evaluation_is_refused(cfg, tmp_path: Path, model_uri: str) -> None:
     _register(cfg, tmp_path, "run1", _evaluation(True), model_uri)
     # run2 was gated as a first model, but run1 promoted a champion in the meantime
-    with pytest.raises(RegistryError, match="champion is version 1, but the gate compared against no champion"):
+    with pytest.raises(RegistryError, match="champion is version 1, but the decision compared against no champion"):
         _register(cfg, tmp_path, "run2", _evaluation(True), model_uri)
-    assert _aliases(cfg) == {"champion": "1", "challenger": "1"}
+    assert _aliases(cfg) == {"champion": "1"}
 
 
 def test_version_tags(cfg, tmp_path: Path, model_uri: str) -> None:
@@ -201,12 +228,12 @@ def test_version_tags(cfg, tmp_path: Path, model_uri: str) -> None:
     assert tags[tracking.TAG_SHA] == tracking.git_sha()
     assert tags["train_data_uri"] == "/data/train.parquet"
     assert tags["decision_uri"] == "/artifacts/run/evaluate/decision.json"
-    assert tags["promoted"] == "true" and tags["is_first_model"] == "true"
-    assert {k: tags[k] for k in ("window_start", "window_end", "text_drift_score", "trigger")} == {
-        k: extra[k] for k in ("window_start", "window_end", "text_drift_score", "trigger")
-    }
-    assert float(tags["challenger_macro_f1"]) == 0.94 and tags["test_rows"] == "180"
-    assert "p_value" not in tags  # a first model has no paired statistics
+    assert tags["outcome"] == "promote" and float(tags["challenger_accuracy"]) == 0.95
+    assert {k: tags[k] for k in ("window_end", "trigger")} == {k: extra[k] for k in ("window_end", "trigger")}
+    assert "text_drift_score" not in tags and "p_value" not in tags  # in registration.json and the decision record
+    assert len(tags) <= 10 and json.loads(tags["alias_log"]) == ["champion: - -> 1 by pipeline"]
+    res = json.loads((tmp_path / "out" / "run1" / "register" / "registration.json").read_text())
+    assert res["caller_tags"]["text_drift_score"] == "0.71"
 
 
 def test_find_version_by_run(cfg, tmp_path: Path, model_uri: str) -> None:
@@ -240,9 +267,9 @@ def test_evaluate_then_register_end_to_end(cfg, tmp_path: Path) -> None:
     ev1, reg1 = cycle("run1", good)
     assert ev1.is_first_model and ev1.promote and reg1.promoted and reg1.champion_version == "1"
     ev2, reg2 = cycle("run2", worse)
-    assert not ev2.promote and ev2.champion_version == "1" and ev2.reasons
+    assert ev2.outcome == "reject" and ev2.champion_version == "1" and ev2.reasons
     assert (reg2.version, reg2.promoted, reg2.champion_version, reg2.previous_version) == ("2", False, "1", None)
-    assert _aliases(cfg) == {"champion": "1", "challenger": "2"}
+    assert _aliases(cfg) == {"champion": "1"}
     assert _client(cfg).get_model_version(NAME, "2").tags["decision_uri"] == ev2.decision_uri
     loaded = mlflow.pyfunc.load_model(f"models:/{NAME}@champion")
     assert loaded.predict(pd.DataFrame({"text": [f"{CLASSES[0]} message 10"]}))["label"].tolist() == [CLASSES[0]]

@@ -1,0 +1,134 @@
+"""The evaluation pool: recent test rows that no model trains on, so the gate sees enough evidence.
+
+Each window's test split joins the pool when its run commits (one Parquet file per window under
+``{home}/eval_pool/``, written once, by rename). At evaluation:
+
+- **pool**: rows from windows that ended at most ``evaluate.pool_max_age_days`` before the window
+  under evaluation (never later ones), newest first, at most ``pool_max_rows``, stratified by label;
+- **memory holdout**: older rows (earlier seasons), at most ``memory_max_rows``, stratified: the
+  forgetting guardrail;
+- **exclusion**: any row whose normalized text is in a training set the compared models saw, or is a
+  near-duplicate of one (MinHash LSH over word 1–2-grams, Jaccard ≥ ``near_duplicate_threshold``),
+  is dropped and counted. The pool is never a source of training or replay rows: finetune reads
+  only the window's train split and the champion's own training data.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Iterable
+from datetime import date, timedelta
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline.config import PipelineConfig
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ("example_id", "text", "label", "segment", "window_end")
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+_WORD = re.compile(r"\w+")
+NUM_PERM = 128
+
+
+def pool_dir(cfg: PipelineConfig) -> Path:
+    return cfg.home_path / "eval_pool"
+
+
+def add(cfg: PipelineConfig, test_uri: str, window_id: str, window_end: str | None) -> int:
+    """Add a window's test split (idempotent per ``window_id``); returns the rows added (0 when present)."""
+    from pipeline.paths import local_path
+
+    target = pool_dir(cfg) / f"{_UNSAFE.sub('_', window_id)}.parquet"
+    src = local_path(test_uri)
+    if target.exists() or not src.exists():
+        return 0
+    df = pd.read_parquet(src)
+    if df.empty:
+        return 0
+    df = df.assign(window_end=(window_end or "")[:10], segment=df.get("segment"))[list(COLUMNS)]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    df.to_parquet(tmp, index=False)
+    os.replace(tmp, target)
+    log.info("eval pool: %d test rows of %s joined the pool", len(df), window_id)
+    return len(df)
+
+
+def _stratified(df: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
+    if len(df) <= n:
+        return df
+    if n <= 0:
+        return df.iloc[:0]
+    frac = n / len(df)
+    out = df.groupby("label", group_keys=False).sample(frac=frac, random_state=seed)
+    return out.head(n)
+
+
+def load(cfg: PipelineConfig, *, as_of: str | None, exclude_ids: Iterable[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(pool, memory) as of the window ending ``as_of``; ``exclude_ids`` (the window's own rows) left out."""
+    files = sorted(pool_dir(cfg).glob("*.parquet"))
+    empty = pd.DataFrame(columns=list(COLUMNS))
+    if not files:
+        return empty, empty
+    df = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    df = df[~df["example_id"].astype(str).isin(set(map(str, exclude_ids)))]
+    df = df.sort_values("window_end", ascending=False).drop_duplicates("example_id")
+    ev = cfg.evaluate
+    if as_of:
+        end = date.fromisoformat(as_of[:10])
+        ends = pd.to_datetime(df["window_end"], errors="coerce").dt.date
+        df = df[ends.notna() & (ends <= end)]  # never a later window's rows (replays, backfills)
+        ends = ends[df.index]
+        recent = df[ends >= end - timedelta(days=ev.pool_max_age_days)]
+        older = df[ends < end - timedelta(days=ev.pool_max_age_days)]
+    else:
+        recent, older = df, df.iloc[:0]
+    return (
+        _stratified(recent, ev.pool_max_rows, ev.seed).reset_index(drop=True),
+        _stratified(older, ev.memory_max_rows, ev.seed).reset_index(drop=True),
+    )
+
+
+def _norm(text: str) -> str:
+    return " ".join(_WORD.findall(str(text).lower()))
+
+
+def _shingles(text: str) -> set[bytes]:
+    words = _norm(text).split()
+    grams = set(words) | {f"{a} {b}" for a, b in zip(words, words[1:], strict=False)}
+    return {g.encode() for g in grams} or {b""}
+
+
+def exclude_training(
+    frames: dict[str, pd.DataFrame], train_texts: Iterable[str], threshold: float
+) -> tuple[dict[str, pd.DataFrame], dict[str, int]]:
+    """Drop every row that is a training row, or a near-duplicate of one; return the counts dropped."""
+    from datasketch import MinHash, MinHashLSH
+
+    train = [str(t) for t in train_texts]
+    if not train:
+        return frames, {k: 0 for k in frames}
+    exact = {_norm(t) for t in train}
+    lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM)
+    train_mh = MinHash.bulk([_shingles(t) for t in train], num_perm=NUM_PERM, seed=1)
+    for i, m in enumerate(train_mh):
+        lsh.insert(str(i), m)
+
+    def near(h: MinHash) -> bool:  # LSH gives candidates; the estimated Jaccard confirms them
+        return any(h.jaccard(train_mh[int(k)]) >= threshold for k in lsh.query(h))
+
+    out, dropped = {}, {}
+    for name, df in frames.items():
+        if df.empty:
+            out[name], dropped[name] = df, 0
+            continue
+        texts = df["text"].astype(str).tolist()
+        hashes = MinHash.bulk([_shingles(t) for t in texts], num_perm=NUM_PERM, seed=1)
+        keep = [_norm(t) not in exact and not near(h) for t, h in zip(texts, hashes, strict=True)]
+        out[name] = df[keep].reset_index(drop=True)
+        dropped[name] = len(df) - int(sum(keep))
+    return out, dropped

@@ -1,0 +1,110 @@
+"""Standing challengers, approval and rollback: the champion moves only through the rule or a person,
+and every move is in the alias history."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from gate_fixtures import (  # noqa: F401 (gate_cfg, template_db: fixtures)
+    CLASSES,
+    ROWS_PER_CLASS,
+    gate_cfg,
+    log_model,
+    mapping_with_errors,
+    template_db,
+    write_test_split,
+)
+from mlflow.tracking import MlflowClient
+from test_register import NAME, _aliases, _evaluation, _register
+from typer.testing import CliRunner
+
+from pipeline import promotion, registry_history
+from pipeline.errors import PipelineError
+from pipeline.results import ChampionInfo, IngestResult
+
+WORSE = {c: range(15) for c in CLASSES}
+BETTER = {c: range(3) for c in CLASSES}
+
+
+def _ingest(tmp_path: Path, name: str) -> IngestResult:
+    test_uri = write_test_split(tmp_path / name / "test.parquet")
+    n = len(CLASSES) * ROWS_PER_CLASS
+    return IngestResult(
+        pipeline_run_id=name, consumer="retrain", window_start=None, window_end="2025-06-01", train_uri="",
+        val_uri="", test_uri=test_uri, manifest_uri="", quarantine_uri=None, files=(), rows_read=n, rows_kept=n,
+        rows_quarantined=0, split_sizes={"train": 0, "val": 0, "test": n},
+    )  # fmt: skip
+
+
+def _champ(cfg) -> ChampionInfo:
+    from pipeline import registry
+
+    return registry.get_champion(cfg)
+
+
+def test_a_standing_challenger_is_promoted_when_a_new_window_adds_enough_evidence(gate_cfg, tmp_path: Path) -> None:
+    cfg = gate_cfg()
+    _register(cfg, tmp_path, "run1", _evaluation(True), log_model(cfg, mapping_with_errors(WORSE)))
+    unclear = _evaluation(False, champion_version="1", outcome="insufficient_evidence", macro_f1_diff=0.02)
+    _register(cfg, tmp_path, "run2", unclear, log_model(cfg, mapping_with_errors(BETTER)))
+    assert _aliases(cfg) == {"champion": "1", "challenger": "2"}
+    res = promotion.reassess(cfg, "run3", _ingest(tmp_path, "w3"), _champ(cfg), "2025-06-01")
+    assert res is not None and res["result"] == "promoted" and res["evaluate"]["look"] == 2
+    assert _aliases(cfg) == {"champion": "2", "previous": "1"}
+    looks = registry_history.evidence(cfg.registry_history_url, NAME, "2", "1")
+    assert [x.pipeline_run_id for x in looks] == ["run2", "run3"] and looks[1].outcome == "promote"
+    assert promotion.reassess(cfg, "run4", _ingest(tmp_path, "w4"), _champ(cfg), "2025-07-01") is None  # none stands
+
+
+def test_a_standing_challenger_without_a_gain_is_rejected_after_max_looks(gate_cfg, tmp_path: Path) -> None:
+    cfg = gate_cfg(evaluate={"max_looks": 2})
+    same = mapping_with_errors(WORSE)
+    _register(cfg, tmp_path, "run1", _evaluation(True), log_model(cfg, same))
+    unclear = _evaluation(False, champion_version="1", outcome="insufficient_evidence", macro_f1_diff=0.0)
+    _register(cfg, tmp_path, "run2", unclear, log_model(cfg, same))
+    res = promotion.reassess(cfg, "run3", _ingest(tmp_path, "w3"), _champ(cfg), "2025-06-01")
+    assert res["result"] == "rejected" and _aliases(cfg) == {"champion": "1"}
+    last = registry_history.moves(cfg.registry_history_url, NAME, "challenger")[-1]
+    assert (last.from_version, last.to_version) == ("2", None) and "REJECT" in last.reason
+
+
+def test_approval_waits_for_a_person(gate_cfg, tmp_path: Path) -> None:
+    cfg = gate_cfg(register={"require_approval": True})
+    uri = log_model(cfg, mapping_with_errors({}))
+    _register(cfg, tmp_path, "run1", _evaluation(True), uri)
+    assert _aliases(cfg) == {"challenger": "1"}  # the gate said promote; a person has not yet
+    assert promotion.approve(cfg, "1", actor="cli:alice", run_id="approve-1")
+    assert _aliases(cfg) == {"champion": "1"}
+    assert registry_history.moves(cfg.registry_history_url, NAME, "champion")[-1].actor == "cli:alice"
+    _register(cfg, tmp_path, "run2", _evaluation(False, champion_version="1"), uri)
+    with pytest.raises(PipelineError, match="was not promoted by the gate"):
+        promotion.approve(cfg, "2", actor="cli:alice", run_id="approve-2")
+
+
+def test_rollback_goes_to_the_last_known_good_version_not_the_numerically_previous(gate_cfg, tmp_path: Path) -> None:
+    cfg = gate_cfg()
+    uri = log_model(cfg, mapping_with_errors({}))
+    _register(cfg, tmp_path, "run1", _evaluation(True), uri)  # v1 champion
+    _register(cfg, tmp_path, "run2", _evaluation(False, champion_version="1"), uri)  # v2 rejected
+    _register(cfg, tmp_path, "run3", _evaluation(True, champion_version="1"), uri)  # v3 champion
+    _register(cfg, tmp_path, "run4", _evaluation(True, champion_version="3"), uri)  # v4 champion
+    assert promotion.rollback(cfg, to=None, actor="cli:bob", why="complaints", run_id="rb1") == ("4", "3")
+    assert promotion.rollback(cfg, to=None, actor="cli:bob", why="3 too", run_id="rb2") == ("3", "1")  # never v2
+    assert _aliases(cfg)["champion"] == "1"
+    with pytest.raises(PipelineError, match="is the champion already"):
+        promotion.rollback(cfg, to="1", actor="cli:bob", why="x", run_id="rb3")
+
+    from pipeline.cli import app
+
+    runner = CliRunner()
+    env = {"RETRAIN_HOME": cfg.home, "RETRAIN_REGISTER__MODEL_NAME": NAME}
+    res = runner.invoke(app, ["rollback", "--to", "4", "--why", "fixed upstream"], env=env)
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout) == {"model_name": NAME, "from": "1", "to": "4"}
+    hist = json.loads(runner.invoke(app, ["history", "--alias", "champion"], env=env).stdout)
+    assert [(h["from"], h["to"]) for h in hist] == [(None, "1"), ("1", "3"), ("3", "4"), ("4", "3"), ("3", "1"), ("1", "4")]
+    assert hist[-1]["reason"] == "rollback: fixed upstream" and hist[-1]["actor"].startswith("cli")
+    tags = MlflowClient(tracking_uri=cfg.tracking_uri).get_model_version(NAME, "4").tags
+    assert json.loads(tags["alias_log"])[-1].startswith("champion: 1 -> 4 by cli")
