@@ -13,8 +13,8 @@ from gate_fixtures import (  # noqa: F401 (gate_cfg, template_db: fixtures)
     gate_cfg,
     log_model,
     mapping_with_errors,
-    template_db,
     split_rows,
+    template_db,
     write_test_split,
 )
 from mlflow.tracking import MlflowClient
