@@ -8,12 +8,14 @@ the promotion gate and register. Strategies:
 
 - ``policy``: the drift policy decides (the first window is forced: there is no champion);
 - ``always``: ``force_retrain`` on every window (the gate still decides promotion);
+- ``always_promote``: like ``always``, and every challenger becomes champion (the gate's baseline);
 - ``never``: only the first window trains;
 - ``oracle`` (computed, not run): retrain only where always-retrain promoted. A rejected retrain leaves
   the champion unchanged, so this serves always's champions for the least compute that can: the bound.
 
 After each window, the served champion is scored on the next window (macro-F1 over the classes
-present there). Compute is the rows trained on (rows × epochs run) and the fine-tune seconds.
+present there); at each change of champion, its predecessor is scored on the same next window too
+(``worst_change``: the largest drop a promotion caused). Compute is the rows trained on (rows × epochs run) and the fine-tune seconds.
 HuffPost's new categories go through ``validate.new_labels: accept``.
 
 Run: ``.venv/bin/python benchmarks/drift_replay.py [--dataset semeval|huffpost] [--max-rows N]``;
@@ -80,23 +82,23 @@ def macro_f1(truth: np.ndarray, pred: np.ndarray) -> float:
     return float(f1_score(truth, pred, labels=labels, average="macro", zero_division=0))
 
 
-def served_f1(cfg, window: pd.DataFrame) -> float:
+def served_f1(cfg, window: pd.DataFrame, model_uri: str | None = None) -> float:
     import mlflow
 
     from pipeline import registry, tracking
 
     tracking.configure(cfg)
-    champ = registry.get_champion(cfg)
-    if champ.model_uri is None:
+    uri = model_uri or registry.get_champion(cfg).model_uri
+    if uri is None:
         return float("nan")  # nothing served yet
-    model = mlflow.pyfunc.load_model(champ.model_uri)
+    model = mlflow.pyfunc.load_model(uri)
     sample = window.sample(n=min(len(window), 800), random_state=1)
     pred = model.predict(pd.DataFrame({"text": sample["text"].astype(str)}))["label"].astype(str).to_numpy()
     return macro_f1(sample["label"].astype(str).to_numpy(), pred)
 
 
 def run_strategy(name: str, wins: list, labels: tuple[str, ...], root: Path, floor: float) -> dict:
-    from pipeline import flow
+    from pipeline import flow, promotion, registry
     from pipeline.config import load_config
 
     home = root / name
@@ -110,14 +112,16 @@ def run_strategy(name: str, wins: list, labels: tuple[str, ...], root: Path, flo
         evaluate={"first_model_min_macro_f1": floor},
     )
     rows_trained, seconds, f1s, decisions, promoted_rows = 0, 0.0, [], [], 0
+    changes: list[float] = []  # per champion change: new champion's next-window F1 minus its predecessor's
     for i, (end, df) in enumerate(wins):
+        before = registry.get_champion(cfg)
         df[["text", "label", "timestamp"]].to_json(landing / f"window_{end}.jsonl", orient="records", lines=True)
         if name == "never" and i > 0:
             decisions.append("-")
         else:
             plan = flow.make_plan(
                 dag_id="replay", run_id=f"w{i}", run_type="manual",
-                params={"window_end": end, "force_retrain": i == 0 or name == "always"},
+                params={"window_end": end, "force_retrain": i == 0 or name in ("always", "always_promote")},
             )  # fmt: skip
             t0 = time.perf_counter()
             out = flow.run_cycle(cfg, plan)
@@ -125,7 +129,14 @@ def run_strategy(name: str, wins: list, labels: tuple[str, ...], root: Path, flo
             if ft:
                 rows_trained += (ft["train_rows"] + ft["replay_rows"]) * ft["epochs_run"]
                 seconds += time.perf_counter() - t0
-            promoted = (out.get("register") or {}).get("promoted")
+            promoted = (out.get("register") or {}).get("promoted") or (out.get("reassess") or {}).get(
+                "result"
+            ) == "promoted"
+            reg = out.get("register") or {}
+            if name == "always_promote" and ft and not promoted and reg.get("version"):
+                promotion.promote(cfg, reg["version"], expected_champion=before.version, actor="benchmark",
+                                  reason="always-promote baseline", run_id=f"w{i}")  # fmt: skip
+                promoted = True
             if ft and promoted:
                 promoted_rows += (ft["train_rows"] + ft["replay_rows"]) * ft["epochs_run"]
             decisions.append(
@@ -133,6 +144,9 @@ def run_strategy(name: str, wins: list, labels: tuple[str, ...], root: Path, flo
             )
         if i + 1 < len(wins):
             f1s.append(served_f1(cfg, wins[i + 1][1]))
+            after = registry.get_champion(cfg)
+            if i > 0 and before.model_uri is not None and after.version != before.version:
+                changes.append(f1s[-1] - served_f1(cfg, wins[i + 1][1], before.model_uri))
         print(f"[{name}] window {end}: {decisions[-1]} next-window macro-F1 {f1s[-1] if f1s else float('nan'):.3f}",
               file=sys.stderr, flush=True)  # fmt: skip
     return {
@@ -140,6 +154,8 @@ def run_strategy(name: str, wins: list, labels: tuple[str, ...], root: Path, flo
         "rows_trained": rows_trained,
         "train_cycle_s": seconds,
         "promoted_rows": promoted_rows,
+        "champion_changes": len(changes),
+        "worst_change": min(changes) if changes else float("nan"),
         "per_window": " ".join(f"{d}:{f:.3f}" for d, f in zip(decisions, f1s, strict=False)),
     }
 
@@ -156,6 +172,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--dataset", choices=["semeval", "huffpost", "all"], default="all")
     ap.add_argument("--max-rows", type=int, default=1200, help="rows sampled per window")
+    ap.add_argument("--strategies", default="policy,always,always_promote,never", help="comma-separated")
     a = ap.parse_args()
     if not SHARED.is_dir():
         print(f"skipped: {SHARED} is absent", file=sys.stderr)
@@ -171,22 +188,26 @@ def main() -> int:
     for ds in chosen:
         wins, labels = datasets[ds](a.max_rows)
         with tempfile.TemporaryDirectory(prefix=f"replay-{ds}-") as tmp:
-            res = {
-                s: run_strategy(s, wins, labels, Path(tmp), FIRST_MODEL_FLOOR[ds])
-                for s in ("policy", "always", "never")
-            }
-        # the oracle: retrain only where always-retrain promoted. A rejected retrain leaves the champion as it
-        # was, so the oracle serves always's champions (same F1) for the least compute that can: its lower bound
-        res["oracle"] = {**res["always"], "rows_trained": res["always"]["promoted_rows"], "train_cycle_s": float("nan"),
-                         "per_window": "always's promoted windows only"}  # fmt: skip
+            res = {s: run_strategy(s, wins, labels, Path(tmp), FIRST_MODEL_FLOOR[ds]) for s in a.strategies.split(",")}
+        if "always" in res:
+            # the oracle: retrain only where always-retrain promoted. A rejected retrain leaves the champion as
+            # it was, so the oracle serves always's champions (same F1) for the least compute that can: the bound
+            res["oracle"] = {**res["always"], "rows_trained": res["always"]["promoted_rows"],
+                             "train_cycle_s": float("nan"), "per_window": "always's promoted windows only"}  # fmt: skip
         results[ds] = res
         rows = [{"strategy": k, **v} for k, v in res.items()]
         md += [f"\n## {ds}: {len(wins)} windows ({', '.join(w for w, _ in wins)})\n\n", table(rows)]
-        ratio = res["policy"]["rows_trained"] / max(1, res["always"]["rows_trained"])
-        gap = res["policy"]["mean_next_macro_f1"] - res["always"]["mean_next_macro_f1"]
-        bound = res["oracle"]["rows_trained"] / max(1, res["always"]["rows_trained"])
-        md.append(f"\npolicy vs always: macro-F1 {gap:+.3f}, compute {ratio:.0%} of always-retrain's rows; "
-                  f"the oracle (retrain only where always promoted, same F1) needs {bound:.0%}.\n")  # fmt: skip
+        if "policy" in res and "always" in res:
+            ratio = res["policy"]["rows_trained"] / max(1, res["always"]["rows_trained"])
+            gap = res["policy"]["mean_next_macro_f1"] - res["always"]["mean_next_macro_f1"]
+            bound = res["oracle"]["rows_trained"] / max(1, res["always"]["rows_trained"])
+            md.append(f"\nDrift policy vs always-retrain: macro-F1 {gap:+.3f}, compute {ratio:.0%} of always-retrain's "
+                      f"rows; the oracle (retrain only where always promoted, same F1) needs {bound:.0%}.\n")  # fmt: skip
+        if "always" in res and "always_promote" in res:
+            gap = res["always"]["mean_next_macro_f1"] - res["always_promote"]["mean_next_macro_f1"]
+            md.append(f"\nPromotion gate (always-retrain, the gate decides) vs always-promote: macro-F1 {gap:+.3f}; "
+                      f"worst change of the served champion at a promotion {res['always']['worst_change']:+.3f} "
+                      f"(always-promote: {res['always_promote']['worst_change']:+.3f}).\n")  # fmt: skip
         print(table(rows))
     md.append(f"\nper_window: the policy's rule per window (+ promoted, - not promoted), then the served "
               f"champion's macro-F1 on the next window. Total {time.time() - t0:.0f}s.\n")  # fmt: skip

@@ -21,6 +21,9 @@ COMMANDS = [
     "register",
     "run",
     "champion",
+    "history",
+    "rollback",
+    "approve",
     "demo",
 ]
 
@@ -147,11 +150,11 @@ def test_run_prints_json_only_on_stdout_and_a_failed_run_consumes_nothing(cfg) -
 
 
 def test_a_null_gate_threshold_is_said_at_the_start_of_a_run(cfg) -> None:
-    env = {**_env(cfg), "RETRAIN_EVALUATE__MAX_CLASS_F1_DROP": "null"}
+    env = {**_env(cfg), "RETRAIN_EVALUATE__ALPHA": "null"}
     cfg.landing_dir_path.mkdir(parents=True)
     res = runner.invoke(app, ["run", "--run-id", "n1"], env=env)
     assert res.stderr.splitlines()[0] == (
-        "WARNING pipeline.flow: evaluate.max_class_f1_drop is null: a challenger over a champion is never "
+        "WARNING pipeline.flow: evaluate.alpha is null: a challenger over a champion is never "
         "promoted (the gate fails closed)"
     )
 

@@ -36,7 +36,7 @@ def test_a_user_yaml_layers_over_the_defaults(tmp_path: Path, monkeypatch: pytes
     cfg = load_config()
     assert cfg.ingest.columns.text == "body"
     assert cfg.ingest.columns.timestamp == "created_at" and cfg.ingest.split.test_fraction == 0.25
-    assert cfg.evaluate.alpha == 0.05 and cfg.evaluate.max_class_f1_drop == 0.10  # the gate stays configured
+    assert cfg.evaluate.alpha == 0.05 and cfg.evaluate.class_f1_margin == 0.05  # the gate stays configured
     assert cfg.gate_warnings() == []
 
 

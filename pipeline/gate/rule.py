@@ -12,8 +12,9 @@ Error control, stated:
   bound and Ville's inequality the chance of promoting a challenger that is not better is ≤ alpha
   however many windows it stands.
 - **Futility**: when the primary is not significant, the outcome is ``reject`` if the CI's upper
-  end is below ``min_effect`` (the data rule out a gain worth having), or after ``max_looks``
-  looks; otherwise ``insufficient_evidence``. Power at ``min_effect`` is reported with each look.
+  end (at later looks: of the precision-weighted estimate over all looks) is below ``min_effect``
+  (the data rule out a gain worth having), or after ``max_looks`` looks; otherwise
+  ``insufficient_evidence``. Power at ``min_effect`` is reported with each look.
 - **Guardrails** (per-class F1, per-segment accuracy, memory-holdout accuracy, ECE): each is a
   paired difference with a margin. Reported: the non-inferiority p-value (H0: diff ≤ −margin) and
   the power of that test. Gated: a guardrail blocks when the regression is both significant (its
@@ -141,8 +142,15 @@ def primary_check(inp: GateInput, rules: GateRules) -> tuple[Check, bool, bool]:
     p_fixed = p.p_value if (look == 1 and p.p_value is not None) else None
     significant = (p_fixed is not None and p_fixed < a_fixed) or (a_seq > 0 and p_seq < a_seq)
     power = stats.power_one_sided(rules.min_effect, p.se, a_fixed if look == 1 else a_seq)
-    futile = not significant and (p.ci_high < rules.min_effect or look >= rules.max_looks)
-    fixed = f"one-sided p={p_fixed:.4g} vs {a_fixed:.4g}; " if p_fixed is not None else ""
+    high, pooled = p.ci_high, ""
+    if look > 1:  # futility on everything seen so far: the precision-weighted estimate of all looks
+        info = sum(1 / x.variance for x in looks if x.variance > 0)
+        if info > 0:
+            est = sum(x.estimate / x.variance for x in looks if x.variance > 0) / info
+            high = est + 1.96 * math.sqrt(1 / info)
+            pooled = f"all looks {est:+.4f} (CI high {high:+.4f}); "
+    futile = not significant and (high < rules.min_effect or look >= rules.max_looks)
+    fixed = f"one-sided p={p_fixed:.4g} vs {a_fixed:.4g}; " if p_fixed is not None else pooled
     detail = (
         f"primary {rules.metric} {p.champion:.4f} -> {p.challenger:.4f} (diff {p.diff:+.4f}, CI [{p.ci_low:+.4f}, "
         f"{p.ci_high:+.4f}], {p.n} rows, look {look}): {fixed}always-valid p={p_seq:.4g} vs {a_seq:.4g}; "

@@ -67,7 +67,7 @@ def test_retrain_is_wired_as_documented(bag) -> None:
         "register",
         "commit",
     ]
-    assert {t.task_id for t in dag.tasks} == set(order)
+    assert {t.task_id for t in dag.tasks} == set(order) | {"reassess", "announce_champion"}
     # the data flows in that order: each task is downstream of the one before it
     for up, down in zip(order, order[1:]):
         assert down in {t.task_id for t in dag.get_task(up).get_flat_relatives(upstream=False)}, (up, down)
@@ -104,6 +104,18 @@ def test_retrain_schedule_is_seasons_or_drift(bag) -> None:
 
     assert tt.timetable == SeasonalTimetable(("03-01", "06-01", "09-01", "11-20", "12-27"), timezone="UTC")
     assert "support_intent_drift" in repr(tt)
+
+
+def test_a_standing_challenger_is_reassessed_first_and_promotions_update_the_champion_asset(bag) -> None:
+    retrain, monitor = bag.dags["retrain"], bag.dags["monitor"]
+    assert "reassess" in retrain.get_task("finetune").upstream_task_ids  # finetune starts from the champion after
+    assert "champion" in retrain.get_task("reassess").upstream_task_ids
+    for dag in (retrain, monitor):
+        announce = dag.get_task("announce_champion")
+        assert [o.name for o in announce.outlets] == ["support_intent_champion"]
+        assert announce.trigger_rule == "none_failed"  # announces a reassess promotion when nothing trained
+    assert "register" in retrain.get_task("announce_champion").upstream_task_ids
+    assert "reassess" in monitor.get_task("commit").upstream_task_ids
 
 
 def test_monitor_emits_on_the_drift_asset(bag) -> None:

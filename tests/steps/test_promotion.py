@@ -104,7 +104,14 @@ def test_rollback_goes_to_the_last_known_good_version_not_the_numerically_previo
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout) == {"model_name": NAME, "from": "1", "to": "4"}
     hist = json.loads(runner.invoke(app, ["history", "--alias", "champion"], env=env).stdout)
-    assert [(h["from"], h["to"]) for h in hist] == [(None, "1"), ("1", "3"), ("3", "4"), ("4", "3"), ("3", "1"), ("1", "4")]
+    assert [(h["from"], h["to"]) for h in hist] == [
+        (None, "1"),
+        ("1", "3"),
+        ("3", "4"),
+        ("4", "3"),
+        ("3", "1"),
+        ("1", "4"),
+    ]
     assert hist[-1]["reason"] == "rollback: fixed upstream" and hist[-1]["actor"].startswith("cli")
     tags = MlflowClient(tracking_uri=cfg.tracking_uri).get_model_version(NAME, "4").tags
     assert json.loads(tags["alias_log"])[-1].startswith("champion: 1 -> 4 by cli")

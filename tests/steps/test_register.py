@@ -123,7 +123,9 @@ def test_a_rejected_first_model_moves_no_alias(cfg, tmp_path: Path, model_uri: s
     assert "McNemar: p=0.61" in _client(cfg).get_model_version(NAME, "1").description
 
 
-def test_insufficient_evidence_stands_as_challenger_and_its_look_is_recorded(cfg, tmp_path: Path, model_uri: str) -> None:
+def test_insufficient_evidence_stands_as_challenger_and_its_look_is_recorded(
+    cfg, tmp_path: Path, model_uri: str
+) -> None:
     from pipeline import promotion, registry_history
 
     _register(cfg, tmp_path, "run1", _evaluation(True), model_uri)
@@ -171,7 +173,9 @@ def test_retry_reuses_the_version_and_does_not_move_previous_twice(cfg, tmp_path
 
     moves = registry_history.moves(cfg.registry_history_url, NAME)
     assert [(m.alias, m.from_version, m.to_version) for m in moves] == [
-        ("champion", None, "1"), ("previous", None, "1"), ("champion", "1", "2")
+        ("champion", None, "1"),
+        ("previous", None, "1"),
+        ("champion", "1", "2"),
     ]  # the retry recorded nothing twice
     assert moves[-1].actor == "pipeline" and moves[-1].numbers["p_value"] == 1e-6
 
