@@ -15,7 +15,9 @@ Evidently, fine-tunes a challenger (warm start from the champion, with replay of
 evaluates champion vs challenger on the window's test split plus the evaluation pool (one one-sided
 paired test, guardrails, fairness, power) and registers the challenger; the `champion` alias moves
 only on `promote`, and each promotion updates the `support_intent_champion` asset. A standing
-challenger (insufficient evidence) is first scored on the window's new rows (`reassess`). The last task,
+challenger (insufficient evidence) is first scored on the window's new rows (`reassess`). With
+`register.require_approval: true`, a passed challenger waits in `approve_promotion` (Airflow
+human-in-the-loop, showing the decision record) before `champion` moves. The last task,
 `commit`, marks the window's files as consumed only when nothing before it failed, so a failed run
 leaves them for the next one.
 
@@ -28,10 +30,11 @@ import pendulum
 from airflow.sdk import Param, dag, task
 
 from pipeline import tasks
-from pipeline.config import load_schedule
+from pipeline.config import load_config
 from pipeline.schedules import retrain_schedule
 
-SCHEDULE = load_schedule()
+CONFIG = load_config()
+SCHEDULE = CONFIG.schedule
 
 
 @dag(
@@ -106,7 +109,12 @@ def retrain():
     ev = evaluate(p, ing, ft, now)
     reg = register(p, dr, ft, ev, ing, dec)
     reg >> tasks.commit(ing)
-    reg >> tasks.announce_champion(ch)
+    announce = tasks.announce_champion(ch)
+    if CONFIG.register.require_approval:  # a passed challenger waits for a person (human-in-the-loop)
+        _, approved = tasks.approval(reg)
+        approved >> announce
+    else:
+        reg >> announce
 
 
 retrain()

@@ -152,3 +152,49 @@ def announce_champion(before: Any) -> Any:
         return extra
 
     return announce_champion(before)
+
+
+@task
+def approval_request(registered: dict) -> dict:
+    """What the approver sees: the decision record. Skipped unless the gate passed a version that waits."""
+    from pathlib import Path
+
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    if registered.get("outcome") != "awaiting_approval":
+        raise AirflowSkipException(f"nothing waits for approval ({registered.get('outcome')})")
+    import json
+
+    version = registered["version"]
+    registration = json.loads(Path(registered["registration_uri"]).read_text())
+    record = Path(registration["decision_uri"]).with_name("decision.md")
+    body = record.read_text() if record.is_file() else f"(decision record {record} not found)"
+    return {"version": version, "subject": f"Promote {registered['model_name']} v{version} to champion?", "body": body}
+
+
+@task
+def promote_approved(request: dict, **context: Any) -> dict:
+    """The approver said yes: move champion (the same staleness check as the gate's promotion)."""
+    from pipeline import promotion
+    from pipeline.config import load_config
+
+    answer = context["ti"].xcom_pull(task_ids="approve_promotion") or {}
+    who = (answer.get("responded_by_user") or {}).get("name") or "unknown"
+    run_id = f"{context['dag_run'].dag_id}__{context['dag_run'].run_id}"
+    moved = promotion.approve(load_config(), request["version"], actor=f"airflow:{who}", run_id=run_id)
+    return {"version": request["version"], "promoted": moved, "approved_by": who}
+
+
+def approval(registered: Any) -> tuple[Any, Any]:
+    """register → approval_request → approve_promotion (Airflow human-in-the-loop) → promote_approved."""
+    from airflow.providers.standard.operators.hitl import ApprovalOperator
+
+    req: Any = approval_request(registered)
+    ask = ApprovalOperator(
+        task_id="approve_promotion",
+        subject="{{ ti.xcom_pull(task_ids='approval_request')['subject'] }}",
+        body="{{ ti.xcom_pull(task_ids='approval_request')['body'] }}",
+    )
+    done = promote_approved(req)
+    req >> ask >> done
+    return req, done
