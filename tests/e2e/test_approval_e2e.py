@@ -88,8 +88,8 @@ def test_a_passed_first_model_waits_for_approval_then_becomes_champion(
     assert {"approval_request", "approve_promotion", "promote_approved"} <= set(retrain.task_ids)
 
     # import in this thread what both threads need: two threads importing Airflow's models at once deadlock
-    import airflow.models.hitl  # noqa: F401
-    import airflow.models.trigger  # noqa: F401
+    import airflow.models.hitl
+    import airflow.models.trigger
     import airflow.serialization.serialized_objects  # noqa: F401
     from airflow.models import import_all_models
 
