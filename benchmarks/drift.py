@@ -42,6 +42,9 @@ import pandas as pd
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 RESULTS = REPO / "benchmarks" / "results"
+
+from benchmarks.common import table  # noqa: E402
+
 SHARED = REPO.parent / "shared" / "data"
 
 from pipeline.config import DriftConfig, SimulatorConfig  # noqa: E402
@@ -303,16 +306,6 @@ class TinyProber:
                 embs.append(e.numpy())
                 logits.append(self.head(e).numpy())
         return np.vstack(logits), np.vstack(embs)
-
-
-def table(rows: list[dict]) -> str:
-    if not rows:
-        return "(none)\n"
-    cols = list(rows[0])
-    fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(fmt(r[c]) for c in cols) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
 
 
 def main() -> int:

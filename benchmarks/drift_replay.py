@@ -40,6 +40,9 @@ import pandas as pd
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 RESULTS = REPO / "benchmarks" / "results"
+
+from benchmarks.common import table  # noqa: E402
+
 SHARED = REPO.parent / "shared" / "data"
 FINETUNE = {"max_train_rows": 300, "epochs": 2, "freeze_layers": 3, "max_length": 48}
 # the first model's macro-F1 floor: the demo's 0.6 is for 9 support intents; 3 sentiments and 29
@@ -158,14 +161,6 @@ def run_strategy(name: str, wins: list, labels: tuple[str, ...], root: Path, flo
         "worst_change": min(changes) if changes else float("nan"),
         "per_window": " ".join(f"{d}:{f:.3f}" for d, f in zip(decisions, f1s, strict=False)),
     }
-
-
-def table(rows: list[dict]) -> str:
-    cols = list(rows[0])
-    fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
-    return "\n".join(
-        ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)] + ["| " + " | ".join(fmt(r[c]) for c in cols) + " |" for r in rows]
-    ) + "\n"  # fmt: skip
 
 
 def main() -> int:

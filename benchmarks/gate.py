@@ -38,6 +38,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 RESULTS = REPO / "benchmarks" / "results"
 
+from benchmarks.common import table  # noqa: E402
 from pipeline.config import EvaluateConfig  # noqa: E402
 from pipeline.gate import compare, rule, stats  # noqa: E402
 from pipeline.stats.paired import mcnemar_exact, paired_bootstrap_diff  # noqa: E402
@@ -121,14 +122,6 @@ def accumulate(first: int, later: int, gain: float, trials: int, seed: int) -> d
             "promote": promoted / trials, "reject": rejected / trials,
             "undecided": (trials - promoted - rejected) / trials,
             "median_looks_to_decision": float(np.median(looks_to_decide)) if looks_to_decide else float("nan")}  # fmt: skip
-
-
-def table(rows: list[dict]) -> str:
-    cols = list(rows[0])
-    fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
-    return "\n".join(
-        ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)] + ["| " + " | ".join(fmt(r[c]) for c in cols) + " |" for r in rows]
-    ) + "\n"  # fmt: skip
 
 
 def main() -> int:

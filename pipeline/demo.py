@@ -107,7 +107,7 @@ def _marker(cfg: Any, dag_id: str, run_id: str, step: str) -> dict[str, Any] | N
 
 
 def collect(cfg: Any, row: Row, af: Airflow) -> None:
-    for step in ("ingest", "drift", "decide", "finetune", "evaluate", "register"):
+    for step in ("ingest", "drift", "decide", "reassess", "finetune", "evaluate", "register"):
         row.info[step] = _marker(cfg, row.dag_id, row.run_id, step)
     if row.state == "failed":
         from pipeline import paths
@@ -120,6 +120,16 @@ def collect(cfg: Any, row: Row, af: Airflow) -> None:
         )
         if marker.is_file():
             row.info["error"] = json.loads(marker.read_text()).get("error")
+
+
+def _outcome(ev: dict[str, Any] | None, reassessed: dict[str, Any] | None) -> str:
+    """The gate's outcome of the run's challenger, or of a standing challenger scored again."""
+    word = {"promote": "YES", "insufficient_evidence": "wait", "reject": "no"}
+    if ev:
+        return word.get(ev.get("outcome", ""), "YES" if ev["promote"] else "no")
+    if reassessed:
+        return f"{word.get(reassessed.get('outcome', ''), '?')} (standing, look {reassessed.get('look')})"
+    return "–"
 
 
 def _f(x: Any) -> str:
@@ -175,7 +185,7 @@ def render(rows: list[Row], title: str) -> str:
             f"{_f(ev['champion_accuracy'])} / {_f(ev['champion_macro_f1'])}" if ev else "–",
             f"{_f(ev['challenger_accuracy'])} / {_f(ev['challenger_macro_f1'])}" if ev else "–",
             (f"{ev['p_value']:.2g}" if ev and ev["p_value"] is not None else "–"),
-            ("YES" if ev["promote"] else "no") if ev else "–",
+            _outcome(ev, r.info.get("reassess")),
             reg["version"] if reg else "–",
         )
     console = Console(width=200, record=True)

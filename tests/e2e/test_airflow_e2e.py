@@ -83,6 +83,16 @@ def _marker(cfg, dag_id: str, run_id: str, step: str) -> dict | None:
     return json.loads(p.read_text()) if p.is_file() else None
 
 
+def _asset_events(name: str) -> list:
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as s:
+        q = select(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id).where(AssetModel.name == name)
+        return [(e.extra or {}) for e in s.scalars(q.order_by(AssetEvent.id)).all()]
+
+
 def _artifacts(client, run_id: str, path: str = "") -> set[str]:
     out = set()
     for f in client.list_artifacts(run_id, path):
@@ -132,18 +142,7 @@ def test_monitor_on_a_later_season_emits_a_drift_event(dags) -> None:
     assert drift["has_reference"] and drift["drift_detected"]
     tis = {ti.task_id: ti.state for ti in run.get_task_instances()}
     assert tis["emit_drift"] == "success"
-
-    from airflow.models.asset import AssetEvent, AssetModel
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    with create_session() as s:
-        events = s.scalars(
-            select(AssetEvent)
-            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
-            .where(AssetModel.name == "support_intent_drift")
-        ).all()
-        assert any(e.extra.get("window_end") == "2025-07-14" for e in events)
+    assert any(e.get("window_end") == "2025-07-14" for e in _asset_events("support_intent_drift"))
 
 
 def test_retrain_on_drifted_data_produces_a_challenger_and_decision(dags) -> None:
@@ -168,19 +167,8 @@ def test_retrain_on_drifted_data_produces_a_challenger_and_decision(dags) -> Non
     assert "challenger" not in c.get_registered_model(name).aliases  # promoted: nothing stands
     tis = {ti.task_id: ti.state for ti in run.get_task_instances()}
     assert tis["commit"] == "success" and tis["announce_champion"] == "success"
-
-    from airflow.models.asset import AssetEvent, AssetModel
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    with create_session() as s:
-        events = s.scalars(
-            select(AssetEvent)
-            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
-            .where(AssetModel.name == "support_intent_champion")
-        ).all()
-        assert [(e.extra["version"], e.extra["previous_version"]) for e in events][-1] == ("2", "1")
-        assert events[-1].extra["outcome"] == "promote"
+    events = _asset_events("support_intent_champion")
+    assert (events[-1]["version"], events[-1]["previous_version"], events[-1]["outcome"]) == ("2", "1", "promote")
 
 
 def test_bad_landing_file_fails_the_run_and_changes_nothing(dags, monkeypatch) -> None:

@@ -82,3 +82,12 @@ def test_latency_and_the_markdown_record():
     assert decide(gate(latency_p95_ms={"champion": 0.2, "challenger": 0.5}), R).promote  # under 1 ms apart
     md = markdown(decide(gate(guardrails=(comp("class:x", n=300),)), R))
     assert md.startswith("**promote**") and "| class:x | pass |" in md and "| primary | pass |" in md
+
+
+def test_at_later_looks_futility_uses_every_look_not_just_the_newest_window():
+    # the newest window alone is wide (CI high > +0.02), but with the earlier looks the gain is ruled out
+    newest = comp(diff=0.0, se=0.02, n=250, p=None)
+    looks = tuple(Look(-0.01, 0.00004, 3000) for _ in range(2))
+    d = decide(gate(newest, earlier_looks=looks), R)
+    assert d.look == 3 and d.outcome == "reject" and "all looks" in d.checks[0].detail
+    assert decide(gate(newest, earlier_looks=(Look(0.01, 0.0004, 250),)), R).outcome == "insufficient_evidence"
