@@ -168,6 +168,7 @@ def main() -> int:
     ap.add_argument("--dataset", choices=["semeval", "huffpost", "all"], default="all")
     ap.add_argument("--max-rows", type=int, default=1200, help="rows sampled per window")
     ap.add_argument("--strategies", default="policy,always,always_promote,never", help="comma-separated")
+    ap.add_argument("--max-windows", type=int, default=0, help="only the first N windows (0: all)")
     a = ap.parse_args()
     if not SHARED.is_dir():
         print(f"skipped: {SHARED} is absent", file=sys.stderr)
@@ -176,12 +177,13 @@ def main() -> int:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     t0 = time.time()
     md = [f"# Real data through the real loop\n\n`python benchmarks/drift_replay.py --dataset {a.dataset} --max-rows "
-          f"{a.max_rows}` on {platform.machine()}, fine-tune {FINETUNE}, first-model floor {FIRST_MODEL_FLOOR}.\n"]  # fmt: skip
+          f"{a.max_rows} --strategies {a.strategies} --max-windows {a.max_windows}` on {platform.machine()}, fine-tune {FINETUNE}, first-model floor {FIRST_MODEL_FLOOR}.\n"]  # fmt: skip
     datasets = {"semeval": semeval, "huffpost": huffpost}
     chosen = list(datasets) if a.dataset == "all" else [a.dataset]
     results = {}
     for ds in chosen:
         wins, labels = datasets[ds](a.max_rows)
+        wins = wins[: a.max_windows] if a.max_windows else wins
         with tempfile.TemporaryDirectory(prefix=f"replay-{ds}-") as tmp:
             res = {s: run_strategy(s, wins, labels, Path(tmp), FIRST_MODEL_FLOOR[ds]) for s in a.strategies.split(",")}
         if "always" in res:
@@ -208,6 +210,8 @@ def main() -> int:
               f"champion's macro-F1 on the next window. Total {time.time() - t0:.0f}s.\n")  # fmt: skip
     RESULTS.mkdir(parents=True, exist_ok=True)
     suffix = "" if a.dataset == "all" else f"_{a.dataset}"  # one file per dataset when run one at a time
+    if set(a.strategies.split(",")) == {"always", "always_promote", "never"} or "policy" not in a.strategies:
+        suffix += "_gate"  # the gate's replay (no drift policy): its own file
     (RESULTS / f"drift_replay{suffix}.md").write_text("".join(md))
     (RESULTS / f"drift_replay{suffix}.json").write_text(json.dumps(results, indent=1))
     return 0

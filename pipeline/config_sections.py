@@ -260,7 +260,7 @@ class EvaluateConfig(Section):
     max_latency_ratio: float | None = Field(
         1.5, gt=0, description="Challenger p95 latency at most this times the champion's; null: not checked."
     )
-    latency_rows: int = Field(32, ge=0, description="Rows predicted one at a time to measure p95 latency (0: off).")
+    latency_rows: int = Field(64, ge=0, description="Rows predicted one at a time to measure p95 latency (0: off).")
     first_model_min_macro_f1: float | None = Field(
         0.6,
         ge=0,

@@ -101,8 +101,9 @@ class _Model:
 
 
 def _latency_p95(models: dict[str, _Model], texts: pd.DataFrame) -> dict[str, float]:
-    """p95 of single-row predictions, after warm-up, the two models interleaved row by row so that
-    both see the same load on the machine (a noisy neighbour must not look like a slow model)."""
+    """p95 and median (``<role>_p50``) of single-row predictions in ms, after warm-up, the two models
+    interleaved row by row so that both see the same load (a noisy neighbour must not look like a
+    slow model)."""
     if len(models) < 2 or texts.empty:
         return {}
     for m in models.values():
@@ -112,7 +113,9 @@ def _latency_p95(models: dict[str, _Model], texts: pd.DataFrame) -> dict[str, fl
     for i in range(len(texts)):
         for role in models if i % 2 == 0 else list(models)[::-1]:
             times[role].append(models[role].one_row_ms(texts, i))
-    return {role: float(np.percentile(t, 95)) for role, t in times.items()}
+    return {role: float(np.percentile(t, 95)) for role, t in times.items()} | {
+        f"{role}_p50": float(np.median(t)) for role, t in times.items()
+    }
 
 
 def _metric_key(name: str) -> str:

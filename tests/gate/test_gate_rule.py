@@ -79,6 +79,8 @@ def test_fairness_floor_and_a_champion_already_below_it():
 
 def test_latency_and_the_markdown_record():
     assert decide(gate(latency_p95_ms={"champion": 10.0, "challenger": 20.0}), R).outcome == "reject"
+    stall = {"champion": 10.0, "challenger": 20.0, "champion_p50": 5.0, "challenger_p50": 5.5}
+    assert decide(gate(latency_p95_ms=stall), R).promote  # a slower tail alone, typical speed the same
     assert decide(gate(latency_p95_ms={"champion": 0.2, "challenger": 0.5}), R).promote  # under 1 ms apart
     md = markdown(decide(gate(guardrails=(comp("class:x", n=300),)), R))
     assert md.startswith("**promote**") and "| class:x | pass |" in md and "| primary | pass |" in md
