@@ -151,14 +151,10 @@ def reassess(cfg: PipelineConfig, run_id: str, ing: IngestResult, champ: Champio
         train_uris=tuple(u for u in (st.train_data_uri, champ.train_data_uri) if u), use_pool=False,
         earlier_looks=tuple(Look(x.estimate, x.variance, x.n, x.window_end or "") for x in looks),
     )  # fmt: skip
-    what = "standing"
-    if ev.outcome == "promote" or ev.outcome == "insufficient_evidence":
-        what = apply_outcome(cfg, st.version, ev, run_id=run_id, window_end=window_end)
-    else:
-        apply_outcome(cfg, st.version, ev, run_id=run_id, window_end=window_end)
+    what = apply_outcome(cfg, st.version, ev, run_id=run_id, window_end=window_end)
+    if ev.outcome == "reject":  # futile, or its looks are used up: nothing stands any more
         registry.move_alias(cfg, registry.CHALLENGER, None, actor="pipeline", pipeline_run_id=run_id,
                             reason=ev.summary or "gate: reject", numbers=_numbers(ev))  # fmt: skip
-        what = "rejected"
     log.info("promotion: standing v%s after look %d: %s", st.version, ev.look, what)
     return {"version": st.version, "result": what, "evaluate": ev.to_dict()}
 
