@@ -96,3 +96,17 @@ def test_drift_history_on_postgres_is_idempotent_and_ordered(pg_db) -> None:
     assert [r.kind for r in rows] == ["retrain", "check"]
     assert rows[1].signals_on == ("text",) and rows[1].reasons == [{"signal": "text", "fired": True}]
     assert rows[1].past().kind == "check" and rows[0].reference_after == ("/x/r.parquet",)
+
+
+def test_alias_history_and_gate_evidence_on_postgres(pg_db) -> None:
+    from pipeline import registry_history as rh
+
+    move = rh.Move("m", "champion", "1", "2", "pipeline", "gate: promote", "run-a", {"p_value": 0.001})
+    assert rh.record_move(pg_db, move) and not rh.record_move(pg_db, move)  # a retry writes nothing
+    assert rh.record_move(pg_db, rh.Move("m", "challenger", "2", None, "pipeline", "promoted", "run-a"))
+    got = rh.moves(pg_db, "m")
+    assert [(m.alias, m.from_version, m.to_version) for m in got] == [("champion", "1", "2"), ("challenger", "2", None)]
+    assert got[0].numbers == {"p_value": 0.001} and got[0].moved_at is not None
+    look = rh.Evidence("m", "3", "2", "run-b", "2025-06-01", 0.02, 0.0004, 250, "insufficient_evidence")
+    assert rh.record_evidence(pg_db, look) and not rh.record_evidence(pg_db, look)
+    assert rh.evidence(pg_db, "m", "3", "2") == [look] and rh.evidence(pg_db, "m", "3", "1") == []
