@@ -156,7 +156,7 @@ def primary_check(inp: GateInput, rules: GateRules) -> tuple[Check, bool, bool]:
     detail = (
         f"primary {rules.metric} {p.champion:.4f} -> {p.challenger:.4f} (diff {p.diff:+.4f}, CI [{p.ci_low:+.4f}, "
         f"{p.ci_high:+.4f}], {p.n} rows, look {look}): {fixed}always-valid p={p_seq:.4g} vs {a_seq:.4g}; "
-        f"power {power:.0%} at +{rules.min_effect:g}"
+        f"power {power:.0%} at +{rules.min_effect:g} (80% power at +{stats.mde(p.se, a_fixed, 0.8):.3f})"
     )
     status: Literal["pass", "fail", "inconclusive"] = "pass" if significant else ("fail" if futile else "inconclusive")
     check = Check(

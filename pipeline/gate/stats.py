@@ -4,8 +4,6 @@
   binomial test on the discordant pairs) for accuracy, a paired permutation test
   (``scipy.stats.permutation_test``, ``permutation_type="samples"``: each row's two predictions
   swap or not) for macro-F1. H1: the challenger is better.
-- :func:`bootstrap_diffs` — the paired bootstrap distribution of metric(b) − metric(a), from which
-  CIs and standard errors come.
 - :func:`non_inferiority` — a guardrail: H0 diff ≤ −margin, z from the bootstrap standard error.
 - :func:`power_one_sided` / :func:`mde` — normal-approximation power at an effect, and the effect a
   test can see at a given power, from the same standard error.
@@ -36,23 +34,6 @@ class TestResult:
     statistic: float  # the observed difference metric(b) − metric(a), or the z statistic
     p_value: float
     method: str
-
-
-def bootstrap_diffs(
-    y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, *, metric: str, n_resamples: int, seed: int
-) -> tuple[float, np.ndarray]:
-    """(observed diff, R bootstrap diffs) of metric(b) − metric(a), resampling rows once for both."""
-    (t, a, b), k = _encode(y_true, pred_a, pred_b)
-    n = len(t)
-    if n == 0:
-        raise ValueError("bootstrap_diffs needs at least one row")
-    full = float(_vectorized(metric, t[None], b[None], k)[0] - _vectorized(metric, t[None], a[None], k)[0])
-    rng = np.random.default_rng(seed)
-    chunk, out = max(1, _MAX_CHUNK_CELLS // n), []
-    for start in range(0, n_resamples, chunk):
-        idx = rng.integers(0, n, size=(min(chunk, n_resamples - start), n))
-        out.append(_vectorized(metric, t[idx], b[idx], k) - _vectorized(metric, t[idx], a[idx], k))
-    return full, np.concatenate(out)
 
 
 def superiority(

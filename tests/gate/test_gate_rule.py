@@ -27,6 +27,7 @@ def test_first_model_needs_its_floor_and_a_null_floor_never_promotes():
 def test_a_significant_gain_promotes_and_a_null_alpha_never_does():
     d = decide(gate(), R)
     assert d.promote and d.look == 1 and d.checks[0].power is not None
+    assert "80% power at +0.026" in d.checks[0].detail  # (z_0.9625 + z_0.8) × se 0.01 = (1.78 + 0.84) × 0.01
     assert decide(gate(), replace(R, alpha=None)).outcome == "reject"
     assert decide(gate(lost_labels=("refund",)), R).outcome == "reject"
 
