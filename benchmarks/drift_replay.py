@@ -100,7 +100,9 @@ def served_f1(cfg, window: pd.DataFrame, model_uri: str | None = None) -> float:
     return macro_f1(sample["label"].astype(str).to_numpy(), pred)
 
 
-def run_strategy(name: str, wins: list, labels: tuple[str, ...], root: Path, floor: float) -> dict:
+def run_strategy(
+    name: str, wins: list, labels: tuple[str, ...], root: Path, floor: float, gate: dict | None = None
+) -> dict:
     from pipeline import flow, promotion, registry
     from pipeline.config import load_config
 
@@ -112,7 +114,7 @@ def run_strategy(name: str, wins: list, labels: tuple[str, ...], root: Path, flo
         finetune=FINETUNE,
         # categories die out in HuffPost: one row of a known class must not fail its whole window
         validate={"labels": list(labels), "new_labels": "accept", "max_duplicate_share": 0.5, "min_rows_per_class": 1},
-        evaluate={"first_model_min_macro_f1": floor},
+        evaluate={"first_model_min_macro_f1": floor, **(gate or {})},
     )
     rows_trained, seconds, f1s, decisions, promoted_rows = 0, 0.0, [], [], 0
     changes: list[float] = []  # per champion change: new champion's next-window F1 minus its predecessor's
@@ -145,6 +147,15 @@ def run_strategy(name: str, wins: list, labels: tuple[str, ...], root: Path, flo
             decisions.append(
                 f"{out['decision']['rule']}{'+' if promoted else ('-' if ft else '')}" if out.get("decision") else "?"
             )
+            if out.get("decision"):
+                print(f"[{name}] {end} policy: {out['decision'].get('summary', '')}", file=sys.stderr)
+            for key in ("reassess", "evaluate"):  # why the gate held a challenger back, for the log
+                ev = out.get(key) or {}
+                ev = ev.get("evaluate", ev)
+                if ev and ev.get("outcome") != "promote":
+                    print(f"[{name}] {end} {key}: {ev.get('summary', '')}", file=sys.stderr)
+                    for r in ev.get("reasons") or ():
+                        print(f"[{name}]     {r}", file=sys.stderr)
         if i + 1 < len(wins):
             f1s.append(served_f1(cfg, wins[i + 1][1]))
             after = registry.get_champion(cfg)
@@ -169,6 +180,8 @@ def main() -> int:
     ap.add_argument("--max-rows", type=int, default=1200, help="rows sampled per window")
     ap.add_argument("--strategies", default="policy,always,always_promote,never", help="comma-separated")
     ap.add_argument("--max-windows", type=int, default=0, help="only the first N windows (0: all)")
+    ap.add_argument("--evaluate", default="", help="gate overrides, KEY=VALUE,... (e.g. ece_margin=0.1)")
+    ap.add_argument("--tag", default="", help="suffix of the results file")
     a = ap.parse_args()
     if not SHARED.is_dir():
         print(f"skipped: {SHARED} is absent", file=sys.stderr)
@@ -176,8 +189,9 @@ def main() -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     t0 = time.time()
+    gate = {k: float(v) for k, v in (kv.split("=", 1) for kv in a.evaluate.split(",") if kv)}
     md = [f"# Real data through the real loop\n\n`python benchmarks/drift_replay.py --dataset {a.dataset} --max-rows "
-          f"{a.max_rows} --strategies {a.strategies} --max-windows {a.max_windows}` on {platform.machine()}, fine-tune {FINETUNE}, first-model floor {FIRST_MODEL_FLOOR}.\n"]  # fmt: skip
+          f"{a.max_rows} --strategies {a.strategies} --max-windows {a.max_windows} --evaluate '{a.evaluate}' --tag '{a.tag}'` on {platform.machine()}, fine-tune {FINETUNE}, first-model floor {FIRST_MODEL_FLOOR}.\n"]  # fmt: skip
     datasets = {"semeval": semeval, "huffpost": huffpost}
     chosen = list(datasets) if a.dataset == "all" else [a.dataset]
     results = {}
@@ -185,7 +199,10 @@ def main() -> int:
         wins, labels = datasets[ds](a.max_rows)
         wins = wins[: a.max_windows] if a.max_windows else wins
         with tempfile.TemporaryDirectory(prefix=f"replay-{ds}-") as tmp:
-            res = {s: run_strategy(s, wins, labels, Path(tmp), FIRST_MODEL_FLOOR[ds]) for s in a.strategies.split(",")}
+            res = {
+                s: run_strategy(s, wins, labels, Path(tmp), FIRST_MODEL_FLOOR[ds], gate)
+                for s in a.strategies.split(",")
+            }
         if "always" in res:
             # the oracle: retrain only where always-retrain promoted. A rejected retrain leaves the champion as
             # it was, so the oracle serves always's champions (same F1) for the least compute that can: the bound
@@ -212,6 +229,7 @@ def main() -> int:
     suffix = "" if a.dataset == "all" else f"_{a.dataset}"  # one file per dataset when run one at a time
     if set(a.strategies.split(",")) == {"always", "always_promote", "never"} or "policy" not in a.strategies:
         suffix += "_gate"  # the gate's replay (no drift policy): its own file
+    suffix += f"_{a.tag}" if a.tag else ""
     (RESULTS / f"drift_replay{suffix}.md").write_text("".join(md))
     (RESULTS / f"drift_replay{suffix}.json").write_text(json.dumps(results, indent=1))
     return 0

@@ -393,7 +393,7 @@ def demo(
     sys.exit(demo_mod.main(size=size or None, keep_running=keep_running))
 
 
-from pipeline import cli_registry  # noqa: E402, F401  (registers history, rollback, approve on app)
+from pipeline import cli_online, cli_registry  # noqa: E402, F401  (register history, rollback, approve, serve, ab)
 
 if __name__ == "__main__":
     app()

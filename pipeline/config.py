@@ -22,6 +22,7 @@ import yaml
 from pydantic import AliasChoices, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from pipeline.config_online import AbConfig, ServeConfig
 from pipeline.config_sections import (  # noqa: F401  (re-exported: import sections from here)
     DEFAULT_LABELS,
     GATE_KEYS,
@@ -78,6 +79,8 @@ class PipelineConfig(BaseSettings):
     tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="MLflow stores.")
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig, description="When the DAGs run.")
     simulator: SimulatorConfig = Field(default_factory=SimulatorConfig, description="The demo's data simulator.")
+    serve: ServeConfig = Field(default_factory=ServeConfig, description="The serving app (online A/B).")
+    ab: AbConfig = Field(default_factory=AbConfig, description="The online A/B test's decision.")
 
     @model_validator(mode="after")
     def _consistent(self) -> PipelineConfig:
@@ -122,6 +125,10 @@ class PipelineConfig(BaseSettings):
     @property
     def state_dir_path(self) -> Path:
         return Path(self.state_dir).expanduser().resolve() if self.state_dir else self.home_path / "state"
+
+    @property
+    def serving_log_url(self) -> str:
+        return self.serve.log_url or f"sqlite:///{self.home_path / 'serving.db'}"
 
     @property
     def landing_dir_path(self) -> Path:

@@ -183,6 +183,17 @@ class PolicyConfig(Section):
         ),
     )
 
+    min_headroom: float | None = Field(
+        0.0,
+        ge=-1,
+        le=1,
+        description=(
+            "Performance and distribution drift retrain only while a gain is not ruled out: a linear probe "
+            "that saw the labelled window, against the champion on rows it did not see (CI high >= this); "
+            "null: off."
+        ),
+    )
+
     @model_validator(mode="after")
     def _k_of_m(self) -> PolicyConfig:
         if self.persist_k > self.persist_m:
@@ -197,7 +208,11 @@ class FinetuneConfig(Section):
     )
     warm_start: bool = Field(True, description="Start from the champion's weights when there is one.")
     replay_fraction: float = Field(
-        0.5, ge=0, le=5, description="Rows replayed from the champion's training data, as a share of new rows."
+        0.5,
+        ge=0,
+        le=5,
+        description="Rows replayed, as a share of new rows: from the newest training data of a version trained from the "
+        "champion (rejected or standing), else the champion's own.",
     )
     max_length: int = Field(64, ge=8, le=512, description="Tokens per message.")
     batch_size: int = Field(16, ge=1, description="Training batch size.")
@@ -250,7 +265,9 @@ class EvaluateConfig(Section):
     class_f1_margin: float = Field(0.05, ge=0, description="Guardrail margin: per-class F1 may drop this much.")
     segment_accuracy_margin: float = Field(0.03, ge=0, description="Guardrail margin: per-segment accuracy drop.")
     memory_accuracy_margin: float = Field(0.03, ge=0, description="Guardrail margin: memory-holdout accuracy drop.")
-    ece_margin: float = Field(0.03, ge=0, description="Guardrail margin: calibration error (ECE) increase.")
+    ece_margin: float = Field(
+        0.03, ge=0, description="Guardrail margin: calibration error increase (debiased ℓ2, equal-mass bins)."
+    )
     min_support: int = Field(
         20, ge=1, description="Rows a class or segment needs to be gated; smaller ones are reported, not gated."
     )
@@ -273,7 +290,11 @@ class EvaluateConfig(Section):
     pool_max_rows: int = Field(
         3000, ge=0, description="Evaluation pool: recent test rows (never trained on) added to the window's test split."
     )
-    pool_max_age_days: int = Field(120, ge=1, description="Pool rows older than this move to the memory holdout.")
+    pool_max_age_days: int = Field(
+        400,
+        ge=1,
+        description="Pool rows older than this move to the memory holdout (a year and a month: every season).",
+    )
     memory_max_rows: int = Field(
         1000, ge=0, description="Memory holdout (earlier seasons) rows, to measure forgetting."
     )
@@ -336,6 +357,7 @@ class ScheduleConfig(Section):
     )
     timezone: str = Field("UTC", description="IANA timezone of the season starts (midnight local time).")
     monitor_cron: str | None = Field("@daily", description="Cron of the monitor DAG; null: only triggered runs.")
+    ab_cron: str | None = Field("@hourly", description="Cron of the ab_test DAG; null: only triggered runs.")
     time_triggers: bool = Field(
         True, description="Off: DAGs run only on drift events and manual triggers (the demo replays time itself)."
     )

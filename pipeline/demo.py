@@ -235,7 +235,7 @@ def main(size: str | None = None, keep_running: bool = False) -> int:
             flush=True,
         )
         af.start()
-        af.wait_for_dags(["monitor", "retrain"])
+        af.wait_for_dags(["monitor", "retrain", "ab_test"])
         seen_asset_runs: set[str] = set()
         for ev in events:
             if ev.label.startswith("season start"):
@@ -265,6 +265,11 @@ def main(size: str | None = None, keep_running: bool = False) -> int:
                 collect(cfg, arow, af)
                 rows.append(arow)
                 print(f"[demo]   -> asset-triggered {new}: {st} ({time.time() - t0:.0f}s)", flush=True)
+        from pipeline import demo_online
+
+        last_day = events[-1].day if events else cfg.simulator.start_date
+        online = demo_online.run(cfg, af, env, last_day, requests=800 if size == "small" else 2000)
+        print(f"[demo] {online} ({time.time() - t0:.0f}s)", flush=True)
     finally:
         if not keep_running:
             af.stop()
@@ -279,6 +284,7 @@ def main(size: str | None = None, keep_running: bool = False) -> int:
         if line:
             print(line)
             text += line + "\n"
+    text += f"\n{online}\n"
     (home / "summary.txt").write_text(text)
     asset_runs = sum(1 for r in rows if r.trigger == "drift event")
     promoted = sum(1 for r in rows if (r.info.get("evaluate") or {}).get("promote"))

@@ -190,6 +190,7 @@ def should_train(decision: DecisionResult) -> tuple[bool, str]:
 
 
 def finetune(cfg: PipelineConfig, plan: Plan, ing: IngestResult, champ: ChampionInfo) -> FinetuneResult:
+    from pipeline import registry
     from pipeline.steps import finetune as step
 
     return step.run(
@@ -199,15 +200,17 @@ def finetune(cfg: PipelineConfig, plan: Plan, ing: IngestResult, champ: Champion
         out_dir=step_out(cfg, plan, "finetune"),
         pipeline_run_id=plan.pipeline_run_id,
         init_model_uri=champ.model_uri,
-        replay_uri=champ.train_data_uri,
+        replay_uri=registry.replay_source(cfg, champ),
     )
 
 
 def evaluate(
     cfg: PipelineConfig, plan: Plan, ing: IngestResult, ft: FinetuneResult, champ: ChampionInfo
 ) -> EvaluateResult:
+    from pipeline import promotion
     from pipeline.steps import evaluate as step
 
+    st = promotion.standing(cfg, champ.version)
     return step.run(
         cfg,
         test_uri=ing.test_uri,
@@ -218,6 +221,7 @@ def evaluate(
         pipeline_run_id=plan.pipeline_run_id,
         window_end=plan.window_end,
         train_uris=tuple(u for u in (ft.train_data_uri, champ.train_data_uri) if u),
+        rival=None if st is None else (st.version, st.model_uri),
     )
 
 

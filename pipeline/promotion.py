@@ -94,14 +94,16 @@ def apply_outcome(cfg: PipelineConfig, version: str, ev: EvaluateResult, *, run_
                             reason="gate: promote, awaiting approval (register.require_approval)", numbers=_numbers(ev))  # fmt: skip
         return "awaiting_approval"
     if ev.outcome == "insufficient_evidence":
+        reason = ev.summary or "gate: insufficient evidence"
         if standing_now not in (None, version) and standing(cfg, registry.alias_version(c, name, registry.CHAMPION)):
-            log.info(
-                "promotion: v%s stands already; v%s does not displace it without a promotion", standing_now, version
-            )
-            return f"insufficient_evidence (v{standing_now} keeps standing)"
-        registry.move_alias(cfg, registry.CHALLENGER, version, actor=actor, pipeline_run_id=run_id,
-                            reason=ev.summary or "gate: insufficient evidence", numbers=_numbers(ev))  # fmt: skip
-        return "standing"
+            if not (ev.rival_version == standing_now and ev.replaces_standing):
+                log.info("promotion: v%s keeps standing; v%s did not take its place (see %s)", standing_now, version,
+                         ev.decision_uri)  # fmt: skip
+                return f"insufficient_evidence (v{standing_now} keeps standing)"
+            reason = f"replaces standing v{standing_now} (not significantly worse on the same rows, fresher); {reason}"
+        registry.move_alias(cfg, registry.CHALLENGER, version, actor=actor, pipeline_run_id=run_id, reason=reason,
+                            numbers=_numbers(ev))  # fmt: skip
+        return "standing" if standing_now in (None, version) else f"standing (replaces v{standing_now})"
     return "rejected"
 
 

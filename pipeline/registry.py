@@ -29,7 +29,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 from mlflow.tracking import MlflowClient
 
-from pipeline import tracking
+from pipeline import paths, tracking
 from pipeline.config import PipelineConfig
 from pipeline.errors import RegistryError
 from pipeline.results import ChampionInfo
@@ -133,6 +133,27 @@ def find_version_by_run(cfg: PipelineConfig, pipeline_run_id: str) -> ModelVersi
             found[0].version,
         )
     return found[0]
+
+
+def replay_source(cfg: PipelineConfig, champion: ChampionInfo) -> tuple[str, ...]:
+    """The training data a new challenger replays: the champion's own, plus that of the newest version
+    trained from the current champion (a rejected or standing challenger: its window and its replay).
+    A window whose challenger was not promoted is then not lost to every later challenger, and the
+    champion's rows stay in the pool (what it knew is not forgotten faster). Training rows only:
+    evaluation rows never are."""
+    own = (champion.train_data_uri,) if champion.train_data_uri else ()
+    if champion.version is None:
+        return own
+    c = tracking.client(cfg)
+    found = c.search_model_versions(
+        f"name = {_quote(cfg.register.model_name)} and tags.evaluated_against_version = {_quote(champion.version)}"
+    )
+    for mv in sorted(found, key=lambda v: -int(v.version)):
+        uri = (mv.tags or {}).get(TAG_TRAIN_DATA)
+        if uri and int(mv.version) > int(champion.version) and paths.local_path(uri).exists():
+            log.info("replay: v%s's training data too (trained from champion v%s)", mv.version, champion.version)
+            return (uri, *own)
+    return own
 
 
 def wait_until_ready(c: MlflowClient, model_name: str, version: str, timeout_s: float) -> ModelVersion:

@@ -147,6 +147,9 @@ class EvaluateResult(StepResult):
     rows: dict[str, int] = field(default_factory=dict)  # window / pool / memory / excluded_* rows
     summary: str = ""
     primary_variance: float | None = None  # this look's estimate variance, for the always-valid test
+    # the standing challenger (the rival), scored on the same rows: may this challenger take its place?
+    rival_version: str | None = None
+    replaces_standing: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -175,3 +178,21 @@ class ChampionInfo(StepResult):
     @property
     def exists(self) -> bool:
         return self.version is not None
+
+
+@dataclass(frozen=True)
+class AbResult(StepResult):
+    """The online A/B decision at one run (see :mod:`pipeline.ab.online`)."""
+
+    outcome: str  # no_test | continue | promote | stop_harm | stop_futility | inconclusive
+    champion_version: str | None
+    challenger_version: str | None
+    summary: str
+    applied: bool  # whether the aliases moved (False on a dry run or when nothing was to move)
+    n_champion: int = 0
+    n_challenger: int = 0
+    estimate: float | None = None
+    low: float | None = None
+    high: float | None = None
+    p_value: float | None = None
+    looks: int = 0

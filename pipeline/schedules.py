@@ -47,6 +47,11 @@ def retrain_schedule(sched: ScheduleConfig) -> Any:
     return AssetOrTimeSchedule(timetable=seasonal_timetable(sched), assets=[asset])
 
 
+def ab_schedule(sched: ScheduleConfig) -> str | None:
+    """The ab_test DAG's cron; None (triggered runs only) when time triggers are off or the cron is null."""
+    return sched.ab_cron if sched.time_triggers else None
+
+
 def monitor_schedule(sched: ScheduleConfig) -> str | None:
     """The monitor's cron; None (triggered runs only) when time triggers are off or the cron is null."""
     return sched.monitor_cron if sched.time_triggers else None

@@ -66,3 +66,19 @@ def serve(cmd: Sequence[str], **kwargs: Any) -> int:
     finally:
         stop_group(proc)
         signal.signal(signal.SIGTERM, previous)
+
+
+def wait_http_ok(url: str, timeout: float, interval: float = 0.5) -> bool:
+    """Poll ``url`` until it answers 200 (True) or ``timeout`` seconds pass (False)."""
+    import time
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(urllib.error.URLError, OSError):
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return True
+        time.sleep(interval)
+    return False

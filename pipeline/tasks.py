@@ -198,3 +198,17 @@ def approval(registered: Any) -> tuple[Any, Any]:
     done = promote_approved(req)
     req >> ask >> done
     return req, done
+
+
+@task(retries=1)  # idempotent: the decision is recomputed from the whole feedback log
+def ab_decide(**context: Any) -> dict:
+    """The online A/B decision from the feedback log, applied to the registry; its summary goes to the log."""
+    import logging
+
+    from pipeline.ab import online
+    from pipeline.config import load_config
+
+    run = context["dag_run"]
+    res = online.run(load_config(), run_id=f"{run.dag_id}__{run.run_id}")
+    logging.getLogger("retrain.ab").info("%s", res.summary)
+    return res.to_dict()

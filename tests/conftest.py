@@ -70,6 +70,30 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
 
 
+@pytest.fixture(scope="session")
+def intent_dir(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
+    """A random 3-label intent model folder (weights + tokenizer + intent_model.json): labels
+    order_status, refund_request, account_access."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from pipeline.modeling.pyfunc import write_model_meta
+
+    labels = ("order_status", "refund_request", "account_access")
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("intent")
+    model = AutoModelForSequenceClassification.from_pretrained(
+        tiny_model_dir,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
+    )
+    model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(out)
+    write_model_meta(out, labels=labels, max_length=16)
+    return out
+
+
 @pytest.fixture
 def make_cfg(tmp_path: Path, tiny_model_dir: Path):
     """Build a PipelineConfig rooted in ``tmp_path`` with fast settings; keyword overrides deep-merge."""

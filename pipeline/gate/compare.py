@@ -48,9 +48,10 @@ def primary_and_classes(
     metric: str,
     n_resamples: int,
     seed: int,
-    permutations: int,
+    permutations: int | None,
 ) -> tuple[Comparison, list[Comparison]]:
-    """The primary comparison (with its one-sided superiority p-value) and one per class in the truth."""
+    """The primary comparison (with its one-sided superiority p-value, b better than a; none when
+    ``permutations`` is None) and one per class in the truth."""
     (t, a, b), k = _encode(y_true, pred_a, pred_b)
     classes = np.unique(np.asarray(y_true).astype(str))
     all_labels = np.unique(np.concatenate([np.asarray(x).astype(str) for x in (y_true, pred_a, pred_b)]))
@@ -72,14 +73,32 @@ def primary_and_classes(
         d_main.append(mb - ma)
         d_cls.append(fb - fa)
     dm, dc = np.concatenate(d_main), np.concatenate(d_cls)
-    test = stats.superiority(y_true, pred_a, pred_b, metric=metric, n_resamples=permutations, seed=seed)
-    primary = _comparison("primary", ma0[0], mb0[0], dm, n, test.p_value)
+    p = (
+        None
+        if permutations is None
+        else stats.superiority(y_true, pred_a, pred_b, metric=metric, n_resamples=permutations, seed=seed).p_value
+    )
+    primary = _comparison("primary", ma0[0], mb0[0], dm, n, p)
     per_class = []
     for j, label in enumerate(all_labels):
         if label in classes:
             support = int(np.sum(np.asarray(y_true).astype(str) == label))
             per_class.append(_comparison(f"class:{label}", fa0[0, j], fb0[0, j], dc[:, j], support))
     return primary, per_class
+
+
+def newer_vs_standing(y_true: np.ndarray, newer: np.ndarray, standing: np.ndarray, ev: EvaluateConfig) -> Comparison:
+    """The newer challenger against the standing one on the same rows: diff = newer − standing, and
+    the one-sided p-value that the standing one is better (for :func:`rule.replaces_standing`)."""
+    c, _ = primary_and_classes(  # the CI only: the test needed runs the other way round
+        y_true, standing, newer, metric=ev.metric, n_resamples=min(ev.bootstrap_samples, 500), seed=ev.seed,
+        permutations=None,
+    )  # fmt: skip
+    p_standing_better = stats.superiority(
+        y_true, newer, standing, metric=ev.metric, n_resamples=ev.permutations, seed=ev.seed
+    ).p_value
+    return Comparison("newer_vs_standing", c.champion, c.challenger, c.diff, c.se, c.ci_low, c.ci_high, c.n,
+                      p_standing_better)  # fmt: skip
 
 
 def accuracy(name: str, y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray) -> Comparison:

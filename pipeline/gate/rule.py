@@ -15,7 +15,8 @@ Error control, stated:
   end (at later looks: of the precision-weighted estimate over all looks) is below ``min_effect``
   (the data rule out a gain worth having), or after ``max_looks`` looks; otherwise
   ``insufficient_evidence``. Power at ``min_effect`` is reported with each look.
-- **Guardrails** (per-class F1, per-segment accuracy, memory-holdout accuracy, ECE): each is a
+- **Guardrails** (per-class F1, per-segment accuracy, memory-holdout accuracy, calibration error
+  (debiased ℓ2 over equal-mass bins, :func:`stats.expected_calibration_error`)): each is a
   paired difference with a margin. Reported: the non-inferiority p-value (H0: diff ≤ −margin) and
   the power of that test. Gated: a guardrail blocks when the regression is both significant (its
   one-sided harm p-value, H0: diff ≥ 0, survives Holm's step-down across the gated guardrails at
@@ -28,6 +29,11 @@ Error control, stated:
 - **Latency**: the challenger's p95 may be at most ``max_latency_ratio`` × the champion's (it blocks
   only when the median is that much slower too, and by at least 1 ms: one stall of a loaded machine
   moves the p95 of a few dozen timings).
+- **A newer challenger against the standing one** (:func:`replaces_standing`): both are scored
+  on the same rows; the newer takes the ``challenger`` alias unless the standing one is
+  significantly better (one-sided paired test at ``alpha``). Freshness breaks ties: the newer has
+  seen the newest data. This moves no ``champion``: every candidate that stands must still pass
+  the primary test against the champion itself, so the bound above holds per candidate.
 - **Floors**: a first model needs ``first_model_min`` on the primary metric; a challenger that
   cannot predict a label the champion can (``lost_labels``) is rejected. ``alpha`` None: never
   promote over a champion (fails closed).
@@ -231,6 +237,27 @@ def latency_check(lat: dict[str, float], rules: GateRules) -> Check | None:
     return Check("latency_p95", "fail" if slower else "pass",
                  f"p95 latency {a:.2f} -> {b:.2f} ms (x{ratio:.2f}; median x{typical:.2f}; max x{rules.max_latency_ratio:g})",
                  ratio, threshold=rules.max_latency_ratio)  # fmt: skip
+
+
+def replaces_standing(newer_vs_standing: Comparison, rules: GateRules) -> Check:
+    """May a newer challenger take the standing one's place? ``newer_vs_standing``: champion = the
+    standing challenger, challenger = the newer one, ``p_value`` = one-sided p that the *standing*
+    one is better (the test run with the roles swapped). ``pass``: the newer replaces it."""
+    c = newer_vs_standing
+    keep = rules.alpha is None or (c.p_value is not None and c.p_value < rules.alpha)
+    why = (
+        f"the standing challenger is significantly better (one-sided p={c.p_value:.4g} < {rules.alpha})"
+        if keep and rules.alpha is not None
+        else "gate not configured: alpha"
+        if keep
+        else f"the standing challenger is not significantly better (one-sided p={c.p_value:.4g}); the newer is fresher"
+    )
+    detail = (
+        f"newer vs standing {rules.metric} {c.champion:.4f} -> {c.challenger:.4f} (diff {c.diff:+.4f}, "
+        f"CI [{c.ci_low:+.4f}, {c.ci_high:+.4f}], {c.n} rows): {why}"
+    )
+    return Check("replaces_standing", "fail" if keep else "pass", detail, c.diff, c.ci_low, c.ci_high,
+                 rules.alpha, c.p_value)  # fmt: skip
 
 
 def decide(inp: GateInput, rules: GateRules) -> GateDecision:

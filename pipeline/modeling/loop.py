@@ -61,17 +61,26 @@ def _collate(rows: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
     return {"input_ids": input_ids, "attention_mask": attention_mask}
 
 
-def _predict(model: Any, data: Encoded, *, batch_size: int, pad_id: int, device: str) -> np.ndarray:
-    """Arg-max class index per row (rows batched by length, returned in input order)."""
+def logits(model: Any, data: Encoded, *, batch_size: int, pad_id: int, device: str) -> np.ndarray:
+    """Logits (rows × classes, float64) per row (rows batched by length, returned in input order)."""
     model.eval()
     order = sorted(range(len(data.ids)), key=lambda i: len(data.ids[i]))
-    out = np.zeros(len(order), dtype=np.int64)
+    out: np.ndarray | None = None
     with torch.no_grad():
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
             batch = {k: v.to(device) for k, v in _collate([data.ids[i] for i in idx], pad_id).items()}
-            out[idx] = model(**batch).logits.argmax(dim=-1).cpu().numpy()
-    return out
+            z = model(**batch).logits.float().cpu().numpy()
+            if out is None:
+                out = np.zeros((len(order), z.shape[1]), dtype=np.float64)
+            out[idx] = z
+    return np.zeros((0, 0)) if out is None else out
+
+
+def _predict(model: Any, data: Encoded, *, batch_size: int, pad_id: int, device: str) -> np.ndarray:
+    """Arg-max class index per row (rows batched by length, returned in input order)."""
+    z = logits(model, data, batch_size=batch_size, pad_id=pad_id, device=device)
+    return z.argmax(axis=1).astype(np.int64) if z.size else np.zeros(len(data.ids), dtype=np.int64)
 
 
 HEAD_PREFIXES = ("classifier", "score", "pre_classifier", "bert.pooler", "pooler")

@@ -80,6 +80,7 @@ def write_model_meta(
     max_length: int,
     max_text_chars: int = DEFAULT_MAX_TEXT_CHARS,
     scrub_pii: bool = True,
+    temperature: float = 1.0,
 ) -> None:
     """Record the label order, token budget and input cleaning next to the HF files (read by
     :class:`IntentClassifier`): the served model cleans raw text exactly as ingest cleaned its
@@ -88,6 +89,7 @@ def write_model_meta(
         "labels": list(labels),
         "max_length": int(max_length),
         "cleaning": {"max_text_chars": int(max_text_chars), "scrub_pii": bool(scrub_pii)},
+        "temperature": float(temperature),
     }
     (Path(model_dir) / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
 
@@ -105,6 +107,7 @@ def read_model_meta(model_dir: str | Path) -> dict[str, Any]:
             "labels": list(meta["labels"]),
             "max_length": int(meta["max_length"]),
             "cleaning": {**cleaning, **(meta.get("cleaning") or {})},
+            "temperature": float(meta.get("temperature") or 1.0),
         }
     config = json.loads((Path(model_dir) / "config.json").read_text())
     id2label = config.get("id2label") or {}
@@ -144,6 +147,7 @@ class IntentClassifier(PythonModel):
         self.labels: list[str] = meta["labels"]
         self.max_length: int = meta["max_length"]
         self.cleaning: dict[str, Any] = meta["cleaning"]
+        self.temperature: float = float(meta.get("temperature", 1.0))
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         self.model = AutoModelForSequenceClassification.from_pretrained(model_dir).to(self.device).eval()
@@ -170,25 +174,32 @@ class IntentClassifier(PythonModel):
     # switch on its type-hint conversion; `pd.DataFrame` is taken as "no inference", and the explicit
     # signature given at logging time stays the contract.
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
-        """One row per input text: the top ``label`` and its softmax probability ``confidence``.
+        """One row per input text: the top ``label`` and its softmax probability ``confidence`` (at the
+        temperature fitted on the validation split when the model was trained: calibrated).
 
         Through ``mlflow.pyfunc.load_model`` pass a DataFrame with a ``text`` column (MLflow's schema
         check rejects a bare list); called directly, lists, Series and arrays of strings work too.
         """
         import numpy as np
-        import torch
 
         texts = _texts(model_input)
         batch_size = int((params or {}).get("batch_size") or DEFAULT_BATCH_SIZE)
-        pred = np.zeros(len(texts), dtype=np.int64)
-        conf = np.zeros(len(texts), dtype=np.float64)
-        with torch.no_grad():
-            for idx, enc in self._batches(texts, batch_size):
-                probs = torch.softmax(self.model(**enc).logits.float(), dim=-1)
-                top, arg = probs.max(dim=-1)
-                pred[idx] = arg.cpu().numpy()
-                conf[idx] = top.cpu().numpy()
+        probs = self.probabilities(texts, batch_size)
+        pred = probs.argmax(axis=1) if len(texts) else np.zeros(0, dtype=np.int64)
+        conf = probs.max(axis=1) if len(texts) else np.zeros(0)
         return pd.DataFrame({"label": pd.Series([self.labels[i] for i in pred], dtype=object), "confidence": conf})
+
+    def probabilities(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> Any:
+        """Calibrated class probabilities (rows × ``labels``, softmax at the fitted temperature), in
+        input order. The serving app returns them with each prediction."""
+        import numpy as np
+        import torch
+
+        probs = np.zeros((len(texts), len(self.labels)), dtype=np.float64)
+        with torch.inference_mode():
+            for idx, enc in self._batches(list(texts), batch_size):
+                probs[idx] = torch.softmax(self.model(**enc).logits.float() / self.temperature, dim=-1).cpu().numpy()
+        return probs
 
     def probe(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> tuple[Any, Any]:
         """Logits (rows × labels) and mean-pooled last-layer embeddings (rows × hidden) of ``texts``,

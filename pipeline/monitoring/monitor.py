@@ -56,6 +56,7 @@ def rules(cfg: PipelineConfig) -> policy.Rules:
         on_season_start=p.retrain_on_season_start,
         on_new_label=p.retrain_on_new_label,
         performance_veto=p.performance_veto,
+        min_headroom=p.min_headroom,
     )
 
 
@@ -113,7 +114,11 @@ def check_input(
     recent = _recent_accuracy(past, champ, cfg.policy.recent_windows)
     if dr.performance:
         p = dr.performance
-        perf = policy.PerformanceCheck(p["accuracy"], p["accuracy_low"], p["accuracy_high"], champ.accuracy, recent)
+        h = p.get("headroom")
+        perf = policy.PerformanceCheck(
+            p["accuracy"], p["accuracy_low"], p["accuracy_high"], champ.accuracy, recent,
+            headroom=None if not h else (h["gain"], h["low"], h["high"]),
+        )  # fmt: skip
     elif dr.estimate:
         e = dr.estimate
         perf = policy.PerformanceCheck(

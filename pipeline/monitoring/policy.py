@@ -22,6 +22,12 @@ Rules, each reported with its signal, value, threshold and whether it fired:
   end is above baseline − ``perf_margin``), the world moved but the model copes: distribution drift
   is reported, not retrained on. A wide CI (a small window) proves nothing, so it vetoes nothing;
   a CBPE estimate never vetoes. New labels, season starts and performance drops are not vetoed.
+- ``no_headroom`` (a veto on ``performance_drop`` and ``distribution_drift``, ``min_headroom``):
+  when the labelled window's headroom (:mod:`pipeline.monitoring.headroom`: a probe that saw the
+  window against the champion, on rows the probe did not see) has its CI's upper end below
+  ``min_headroom``, a retrain on this window is not expected to beat the champion: the drift is
+  reported, not retrained on (a harder season is not a reason to spend compute). No headroom
+  measured (no labels, too few rows): no veto.
 
 Guards: after a retrain (promoted or not, the reference moves to the window it answered), the
 drift rules (performance, distribution, new label) are suppressed for ``cooldown_days``; an
@@ -64,6 +70,7 @@ class PerformanceCheck:
     recent: float | None = None  # mean over the champion's recent windows
     estimated: bool = False  # CBPE: no labels, no CI
     metric: str = "accuracy"
+    headroom: tuple[float, float, float] | None = None  # (gain, CI low, CI high) of a model that saw the window
 
 
 @dataclass(frozen=True)
@@ -100,6 +107,7 @@ class Rules:
     on_season_start: bool = True
     on_new_label: bool = True
     performance_veto: bool = True
+    min_headroom: float | None = 0.0
 
 
 @dataclass(frozen=True)
@@ -196,6 +204,23 @@ def performance_holds(perf: PerformanceCheck | None, rules: Rules) -> tuple[bool
     )
 
 
+def no_headroom(perf: PerformanceCheck | None, rules: Rules) -> tuple[bool, Reason | None]:
+    """True when the window's headroom CI lies below ``min_headroom``: a retrain is not expected to help."""
+    if rules.min_headroom is None or perf is None or perf.headroom is None:
+        return False, None
+    gain, low, high = perf.headroom
+    vetoed = high < rules.min_headroom
+    return vetoed, Reason(
+        "headroom",
+        gain,
+        rules.min_headroom,
+        f"a model that saw the window vs the champion: {gain:+.3f} (CI [{low:+.3f}, {high:+.3f}]) vs "
+        f"min_headroom {rules.min_headroom:+.3f}: "
+        + ("a retrain is not expected to help, drift alone does not retrain" if vetoed else "a gain is not ruled out"),
+        vetoed,
+    )
+
+
 def since_reference(history: Sequence[PastRecord]) -> tuple[list[PastRecord], PastRecord | None]:
     """Checks after the latest retrain (oldest first), and that retrain (None when there was none)."""
     ordered = sorted(history, key=lambda r: (r.day, r.kind == "retrain"))
@@ -224,7 +249,10 @@ def decide(check: CheckInput, history: Sequence[PastRecord], rules: Rules) -> De
     ]
     dist_signal = bool(on) and (persisting >= rules.persist_k or bool(strong))
     holds, holds_reason = performance_holds(check.performance, rules)
-    dist_hit = dist_signal and not holds
+    flat, flat_reason = no_headroom(check.performance, rules)
+    dist_hit = dist_signal and not holds and not flat
+    perf_vetoed = perf_hit and flat
+    perf_hit = perf_hit and not flat
     reasons.append(
         Reason(
             "distribution_drift",
@@ -233,12 +261,17 @@ def decide(check: CheckInput, history: Sequence[PastRecord], rules: Rules) -> De
             f"some signal on in {persisting} of the last {len(window)} checks since the reference changed "
             f"(need {rules.persist_k} of {rules.persist_m}); on now: {', '.join(on) or 'none'}"
             + (f"; strong at once: {', '.join(strong)}" if strong else "")
-            + ("; vetoed: performance holds" if dist_signal and holds else ""),
+            + ("; vetoed: performance holds" if dist_signal and holds else "")
+            + ("; vetoed: no headroom" if dist_signal and flat and not holds else ""),
             dist_hit,
         )
     )
     if holds_reason is not None:
         reasons.append(holds_reason)
+    if flat_reason is not None:
+        reasons.append(flat_reason)
+    if perf_vetoed:
+        reasons.append(Reason("performance_drop", None, None, "fired, vetoed: no headroom", False))
 
     candidates: list[str] = []
     if not check.has_champion:
@@ -300,6 +333,8 @@ def summarize(check: CheckInput, d: Decision) -> str:
         base = "–" if p.baseline is None else f"{p.baseline:.3f}"
         ci = "est." if p.estimated else f"[{p.low:.3f}, {p.high:.3f}]"
         parts.append(f"{p.metric} {p.value:.3f} {ci} vs {base}")
+        if p.headroom is not None:
+            parts.append(f"headroom {p.headroom[0]:+.3f} [{p.headroom[1]:+.3f}, {p.headroom[2]:+.3f}]")
     if check.new_labels:
         parts.append("new labels " + ",".join(check.new_labels))
     return f"{check.day.isoformat()}: {head}" + (": " + "; ".join(parts) if parts else "")

@@ -4,12 +4,14 @@
 classifier AUC, with the Mann-Whitney p-value of its held-out split) and label prior (chi-square).
 ``model_signals`` runs the champion on both: embedding drift (MMD permutation test on mean-pooled
 embeddings), prediction drift (chi-square on predicted labels), the champion's realised
-performance on the labelled window and the CBPE estimate. Each test is a plain dict
+performance on the labelled window (with its headroom: would a model that saw the window beat
+the champion on it?) and the CBPE estimate. Each test is a plain dict
 ``{"p_value", "effect", "effect_floor", ...}`` that the policy reads as a :class:`~policy.SignalTest`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import warnings
 from collections import Counter
@@ -19,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import DriftConfig
-from pipeline.monitoring import stats
+from pipeline.monitoring import headroom, stats
 from pipeline.monitoring.policy import SignalTest
 
 EVIDENTLY_SPLIT_SEED = 42  # Evidently's domain classifier splits 50/50 with random_state=42
@@ -156,7 +158,22 @@ def model_signals(
             seed=cfg.seed,
         )
         performance = {**perf.__dict__, "unknown_label_rows": int((~known).sum())}
+        performance["headroom"] = _headroom(emb, truth, pred, ref_emb, reference.iloc[ref_idx], cfg)
     return tests, performance, estimate
+
+
+def _headroom(
+    emb: np.ndarray, truth: np.ndarray, pred: np.ndarray, ref_emb: np.ndarray, ref_rows: pd.DataFrame, cfg: DriftConfig
+) -> dict[str, Any] | None:
+    """Would a model that saw this window beat the champion on it? (:mod:`pipeline.monitoring.headroom`)"""
+    if "label" not in ref_rows.columns:
+        return None
+    labelled = ref_rows["label"].notna().to_numpy()
+    h = headroom.estimate(
+        emb, truth, pred, ref_emb[labelled], ref_rows["label"].to_numpy()[labelled],
+        confidence=cfg.confidence, seed=cfg.seed,
+    )  # fmt: skip
+    return None if h is None else dataclasses.asdict(h)
 
 
 def calibration_temperature(model: Prober, calibration: pd.DataFrame | None) -> float:

@@ -135,6 +135,9 @@ def _rows(
         if use_pool
         else (test.iloc[:0], test.iloc[:0])
     )
+    live = set(test["label"].astype(str)) | set(pool["label"].astype(str))
+    retired = ~memory["label"].astype(str).isin(live)  # forgetting a label nobody uses any more is no harm
+    memory = memory[~retired]
     frames, dropped = eval_pool.exclude_training(
         {"window": test, "pool": pool, "memory": memory},
         _train_texts(train_uris),
@@ -148,6 +151,7 @@ def _rows(
     parts = [frames[k][cols].assign(slice=k) for k in ("window", "pool", "memory") if not frames[k].empty]
     rows = pd.concat(parts, ignore_index=True)
     counts = {k: len(frames[k]) for k in frames} | {f"excluded_{k}": v for k, v in dropped.items()}
+    counts["memory_retired_labels"] = int(retired.sum())
     return rows, counts
 
 
@@ -164,6 +168,7 @@ def run(
     train_uris: tuple[str, ...] = (),
     use_pool: bool = True,
     earlier_looks: tuple[rule.Look, ...] = (),
+    rival: tuple[str, str] | None = None,
 ) -> EvaluateResult:
     """Compare the challenger with the champion (if any) and decide on promotion.
 
@@ -171,7 +176,9 @@ def run(
     p-value and power, the rows used, both models' metrics per class and per segment, URIs),
     ``decision.md`` (the same as a table), ``metrics_<role>.json``, ``confusion_<role>.png`` and
     ``predictions.parquet``; all are logged to the MLflow child run ``evaluate``. Retry-safe: a
-    rerun of the same run returns the recorded result. Raises :class:`PipelineError` when the test
+    rerun of the same run returns the recorded result. ``rival`` (version, URI): the standing
+    challenger, scored on the same rows; the record says whether this challenger may take its place
+    (:func:`pipeline.gate.rule.replaces_standing`). Raises :class:`PipelineError` when the test
     split is missing or malformed, or a model's output is not one ``label`` per row.
     """
     done = storage.load_done(out_dir, EvaluateResult)
@@ -203,6 +210,14 @@ def run(
             champion=preds.get("champion"), latency_p95_ms=latency, lost_labels=lost, earlier_looks=earlier_looks,
         )  # fmt: skip
         gd = rule.decide(inp, compare.rules_from(ev))
+        rival_check = None
+        if rival is not None and "champion" in preds:
+            standing_pred, _ = _Model(rival[1], "standing challenger").predict(rows.loc[~memory, ["text"]])
+            rival_check = rule.replaces_standing(
+                compare.newer_vs_standing(y[~memory], preds["challenger"][0][~memory], standing_pred, ev),
+                compare.rules_from(ev),
+            )
+            log.info("evaluate: against standing v%s: %s", rival[0], rival_check.detail)
         labels = list(dict.fromkeys([*cfg.validate_cfg.labels, *sorted(set(y.tolist()))]))
         main = ~memory
         summaries = {
@@ -237,6 +252,8 @@ def run(
             rows=counts,
             summary=gd.summary,
             primary_variance=None if prim is None else prim.se**2,
+            rival_version=None if rival_check is None or rival is None else rival[0],
+            replaces_standing=None if rival_check is None else rival_check.status == "pass",
         )
         for role, (p, _) in preds.items():
             storage.write_json_atomic(
@@ -254,6 +271,7 @@ def run(
             "reasons": list(gd.reasons),
             "checks": [asdict(c) for c in gd.checks],
             "earlier_looks": [asdict(x) for x in earlier_looks],
+            "standing": None if rival_check is None or rival is None else {"version": rival[0], **asdict(rival_check)},
             "primary": None if prim is None else asdict(prim),
             "window_primary": window_primary,
             "rows": counts,
@@ -280,6 +298,8 @@ def run(
         }
         storage.write_json_atomic(stage / DECISION, decision)
         md = rule.markdown(gd) + "\n" + _rows_table(counts, window_primary)
+        if rival_check is not None and rival is not None:
+            md += f"\nAgainst the standing challenger v{rival[0]}: {rival_check.detail}.\n"
         (stage / DECISION_MD).write_text(md)
         _log_to_mlflow(result, summaries, ev.model_dump(), champion_version, test_uri)
         mlflow.log_artifacts(str(stage))

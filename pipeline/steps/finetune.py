@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import pandas as pd
@@ -40,7 +41,7 @@ from pipeline.data import sampling
 from pipeline.data.sampling import label_order, required_labels, stratified_sample
 from pipeline.errors import TrainingError
 from pipeline.modeling.base import resolve_base_model
-from pipeline.modeling.loop import encode
+from pipeline.modeling.loop import Encoded, encode
 from pipeline.modeling.loop import train as _train  # module attribute: tests replace it
 from pipeline.modeling.pyfunc import load_hf_from_model_uri, log_intent_model, read_model_meta, write_model_meta
 from pipeline.modeling.surgery import freeze, load_start, seed_everything
@@ -78,11 +79,25 @@ def _read_frame(uri: str, role: str) -> pd.DataFrame:
     return df
 
 
-def _labels_of(uri: str | None) -> list[str]:
-    """The distinct labels of a curated file (the champion's training data), sorted; [] without one."""
-    if not uri:
-        return []
-    return sorted(_read_frame(uri, "replay")["label"].unique())
+def _temperature(model: Any, val: Encoded, batch_size: int, pad_id: int, device: str) -> float:
+    """The softmax temperature that calibrates the model's confidences on the validation split
+    (fine-tuning makes a classifier overconfident; served confidences and the gate's ECE guardrail
+    should not pay for it). 1.0 when val is too small to fit on (under 20 rows)."""
+    from pipeline.modeling.loop import logits
+    from pipeline.monitoring.stats import fit_temperature
+
+    if len(val.labels) < 20:
+        return 1.0
+    z = logits(model, val, batch_size=batch_size, pad_id=pad_id, device=device)
+    t = float(fit_temperature(z, val.labels))
+    log.info("finetune: temperature %.3f calibrates the confidences on %d val rows", t, len(val.labels))
+    return t
+
+
+def _read_replay(uris: tuple[str, ...]) -> pd.DataFrame:
+    """The replay pool: every file's rows, each row once (by ``example_id``, else by text)."""
+    df = pd.concat([_read_frame(u, "replay") for u in uris], ignore_index=True)
+    return df.drop_duplicates("example_id" if "example_id" in df.columns else "text").reset_index(drop=True)
 
 
 # ---------------------------------------------------------------- the step
@@ -96,7 +111,7 @@ def run(
     out_dir: str,
     pipeline_run_id: str,
     init_model_uri: str | None = None,
-    replay_uri: str | None = None,
+    replay_uri: str | tuple[str, ...] | None = None,
 ) -> FinetuneResult:
     """Fine-tune, log the model to MLflow and return where everything is.
 
@@ -131,13 +146,15 @@ def run(
             new_available,
             min_per_class,
         )
-    pool_labels = _labels_of(replay_uri)
+    replay_uris = (replay_uri,) if isinstance(replay_uri, str) else tuple(replay_uri or ())
+    pool = _read_replay(replay_uris) if replay_uris else None
+    pool_labels = [] if pool is None else sorted(pool["label"].unique())
     new_counts = new["label"].value_counts()
     cover = {lab: min_per_class or 1 for lab in pool_labels if int(new_counts.get(lab, 0)) < (min_per_class or 1)}
     n_replay = int(round(ft.replay_fraction * len(new)))
     replay = (
-        sampling.replay_rows(_read_frame(replay_uri, "replay"), n_replay, exclude, ft.seed, cover)
-        if replay_uri and (n_replay > 0 or cover)
+        sampling.replay_rows(pool, n_replay, exclude, ft.seed, cover)
+        if pool is not None and (n_replay > 0 or cover)
         else None
     )
     replay_rows = 0 if replay is None else len(replay)
@@ -147,7 +164,7 @@ def run(
         else pd.concat([new, replay.reindex(columns=new.columns)], ignore_index=True)
     )
     if replay_rows:
-        log.info("replay: %d rows from %s", replay_rows, replay_uri)
+        log.info("replay: %d rows from %s", replay_rows, ", ".join(replay_uris))
     if train["label"].nunique() < 2:
         raise TrainingError(
             f"finetune: the training rows of {train_uri} hold {train['label'].nunique()} label(s) "
@@ -226,16 +243,18 @@ def run(
             )  # fmt: skip
 
             pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+            val_encoded = encode(tokenizer, val, label_index, ft.max_length)
             outcome = _train(
                 model,
                 encode(tokenizer, train, label_index, ft.max_length),
-                encode(tokenizer, val, label_index, ft.max_length),
+                val_encoded,
                 ft,
                 pad_id=pad_id,
                 device=device,
             )
             if outcome.best_state is not None:
                 model.load_state_dict(outcome.best_state)
+            temperature = _temperature(model, val_encoded, ft.batch_size, pad_id, device)
 
             model_stage = stage / MODEL_SUBDIR
             model.to("cpu").save_pretrained(model_stage)
@@ -246,6 +265,7 @@ def run(
                 max_length=ft.max_length,
                 max_text_chars=cfg.ingest.max_text_chars,
                 scrub_pii=cfg.ingest.scrub_pii,
+                temperature=temperature,
             )
             train.to_parquet(stage / TRAIN_DATA_FILE, index=False)
             info = log_intent_model(
@@ -267,6 +287,7 @@ def run(
                     "epochs_run": outcome.epochs_run,
                     "stopped_early": float(outcome.stopped_early),
                     "train_seconds": outcome.train_seconds,
+                    "temperature": temperature,
                 },
                 model_id=info.model_id,
             )

@@ -36,7 +36,7 @@ def _parse(env_extra: dict[str, str] | None = None) -> dict:
 def test_dag_folder_parses_without_heavy_imports() -> None:
     res = _parse()
     assert res["errors"] == {}
-    assert res["dags"] == ["monitor", "retrain"]
+    assert res["dags"] == ["ab_test", "monitor", "retrain"]
     assert res["heavy"] == [], f"heavy modules imported at parse time: {res['heavy']}"
 
 
@@ -125,12 +125,22 @@ def test_monitor_emits_on_the_drift_asset(bag) -> None:
     assert "@daily" in repr(dag.timetable) or "0 0 * * *" in repr(dag.timetable)
 
 
+def test_ab_test_decides_hourly_and_announces_a_promotion(bag) -> None:
+    dag = bag.dags["ab_test"]
+    assert "@hourly" in repr(dag.timetable) or "0 * * * *" in repr(dag.timetable)
+    assert dag.max_active_runs == 1 and not dag.catchup
+    assert dag.get_task("ab_decide").upstream_task_ids == {"champion"}
+    announce = dag.get_task("announce_champion")
+    assert [o.name for o in announce.outlets] == ["support_intent_champion"]
+    assert announce.upstream_task_ids == {"ab_decide", "champion"}
+
+
 def test_time_triggers_can_be_switched_off() -> None:
     from pipeline.config import ScheduleConfig
-    from pipeline.schedules import monitor_schedule, retrain_schedule, seasonal_timetable
+    from pipeline.schedules import ab_schedule, monitor_schedule, retrain_schedule, seasonal_timetable
 
     off = ScheduleConfig(time_triggers=False)
-    assert monitor_schedule(off) is None
+    assert monitor_schedule(off) is None and ab_schedule(off) is None
     assert monitor_schedule(ScheduleConfig(monitor_cron=None)) is None
     assert [a.name for a in retrain_schedule(off)] == ["support_intent_drift"]
     tt = seasonal_timetable(ScheduleConfig(season_starts=("11-20", "02-29"), timezone="Europe/Berlin"))

@@ -203,3 +203,36 @@ def test_bad_landing_file_fails_the_run_and_changes_nothing(dags, monkeypatch) -
     assert again.state == "success"
     assert _marker(cfg, "retrain", again.run_id, "ingest")["files"] == ["support_2025-08-01.csv"]
     assert {ti.task_id: ti.state for ti in again.get_task_instances()}["commit"] == "success"
+
+
+def test_ab_test_promotes_a_challenger_that_wins_online(dags) -> None:
+    """The serving log says the challenger is right far more often: the ab_test DAG promotes it,
+    keeps the old champion as previous, and announces the new champion on the asset."""
+    from datetime import UTC, datetime, timedelta
+
+    from pipeline.serving.log import PredictionLog
+
+    cfg, d = dags
+    c = _client(cfg)
+    name = cfg.register.model_name
+    champion = str(c.get_model_version_by_alias(name, "champion").version)
+    challenger = "1" if champion != "1" else "2"
+    c.set_registered_model_alias(name, "challenger", challenger)
+    plog = PredictionLog(cfg.serving_log_url, buffer_max=10**6, flush_interval_s=1)
+    t0 = datetime.now(UTC) - timedelta(hours=6)
+    for i in range(400):
+        for variant, version in (("champion", champion), ("challenger", challenger)):
+            plog.record([{"request_id": f"{variant}-{i}", "ts": t0 + timedelta(seconds=30 * i), "user_key": "u" * 32,
+                          "variant": variant, "model_version": version, "label": "order_status", "confidence": 0.7,
+                          "latency_ms": 2.0, "text": "where is my order"}])  # fmt: skip
+    plog.flush()
+    for i in range(400):
+        plog.feedback(f"champion-{i}", label=None, correct=i % 10 < 6)  # 60% right
+        plog.feedback(f"challenger-{i}", label=None, correct=i % 10 < 9)  # 90% right
+    run = d["ab_test"].test()
+    assert run.state == "success"
+    assert str(c.get_model_version_by_alias(name, "champion").version) == challenger
+    assert str(c.get_model_version_by_alias(name, "previous").version) == champion
+    assert "challenger" not in c.get_registered_model(name).aliases
+    events = _asset_events("support_intent_champion")
+    assert (events[-1]["version"], events[-1]["previous_version"]) == (challenger, champion)

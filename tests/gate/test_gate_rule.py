@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from pipeline.gate.rule import Comparison, GateInput, GateRules, Look, decide, markdown
+import pytest
+
+from pipeline.gate.rule import Comparison, GateInput, GateRules, Look, decide, markdown, replaces_standing
 
 R = GateRules()
 
@@ -94,3 +96,12 @@ def test_at_later_looks_futility_uses_every_look_not_just_the_newest_window():
     d = decide(gate(newest, earlier_looks=looks), R)
     assert d.look == 3 and d.outcome == "reject" and "all looks" in d.checks[0].detail
     assert decide(gate(newest, earlier_looks=(Look(0.01, 0.0004, 250),)), R).outcome == "insufficient_evidence"
+
+
+@pytest.mark.parametrize(("p", "alpha", "status"), [(0.01, 0.05, "fail"), (0.2, 0.05, "pass"), (0.2, None, "fail")])
+def test_a_newer_challenger_replaces_the_standing_one_unless_that_one_is_significantly_better(
+    p: float, alpha: float | None, status: str
+) -> None:
+    c = Comparison("newer_vs_standing", 0.70, 0.68, -0.02, 0.02, -0.06, 0.02, 400, p)
+    check = replaces_standing(c, GateRules(alpha=alpha))
+    assert check.status == status and check.p_value == p

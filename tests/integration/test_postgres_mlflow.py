@@ -110,3 +110,38 @@ def test_alias_history_and_gate_evidence_on_postgres(pg_db) -> None:
     look = rh.Evidence("m", "3", "2", "run-b", "2025-06-01", 0.02, 0.0004, 250, "insufficient_evidence")
     assert rh.record_evidence(pg_db, look) and not rh.record_evidence(pg_db, look)
     assert rh.evidence(pg_db, "m", "3", "2") == [look] and rh.evidence(pg_db, "m", "3", "1") == []
+
+
+def test_serving_logs_and_feedback_on_postgres(make_cfg, pg_db) -> None:
+    """The prediction and feedback logs on PostgreSQL: each row once, duplicates refused, counts per arm."""
+    from fastapi.testclient import TestClient
+
+    from pipeline.serving.app import create_app
+    from pipeline.serving.log import counts, wait_flushed
+
+    class Model:
+        labels = ("order_status", "refund_request")
+
+        def predict(self, df):
+            import pandas as pd
+
+            return pd.DataFrame({"label": ["order_status"] * len(df), "confidence": [0.8] * len(df)})
+
+    class Source:
+        def aliases(self):
+            return {"champion": "1", "challenger": "2"}
+
+        def load(self, version):
+            return Model()
+
+    cfg = make_cfg(serve={"log_url": pg_db, "challenger_share": 0.5, "reload_interval_s": 3600})
+    with TestClient(create_app(cfg, source=Source(), start_threads=False)) as client:
+        ids = [client.post("/predict", json={"text": "where is my order", "user_id": f"u{i}"}).json() for i in range(20)]
+        assert wait_flushed(client.app.state.log)
+        for i, body in enumerate(ids):
+            r = client.post("/feedback", json={"request_id": body["request_id"], "correct": i % 4 != 0})
+            assert r.status_code == 200, r.text
+        assert client.post("/feedback", json={"request_id": ids[0]["request_id"], "correct": True}).status_code == 409
+    arms = counts(pg_db)
+    assert sum(a.n for a in arms) == 20 and sum(a.successes for a in arms) == 15
+    assert {a.variant for a in arms} == {"champion", "challenger"}

@@ -7,30 +7,8 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-LABELS = ("order_status", "refund_request", "account_access")
+LABELS = ("order_status", "refund_request", "account_access")  # intent_dir's (tests/conftest.py)
 TEXTS = ["where is my order", "i want my money back", "password reset please", "the coat", ""]
-
-
-@pytest.fixture(scope="module")
-def intent_dir(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
-    """A random 3-label intent model folder (weights + tokenizer + intent_model.json)."""
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    from pipeline.modeling.pyfunc import write_model_meta
-
-    torch.manual_seed(0)
-    out = tmp_path_factory.mktemp("intent")
-    model = AutoModelForSequenceClassification.from_pretrained(
-        tiny_model_dir,
-        num_labels=len(LABELS),
-        id2label=dict(enumerate(LABELS)),
-        label2id={label: i for i, label in enumerate(LABELS)},
-    )
-    model.save_pretrained(out)
-    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(out)
-    write_model_meta(out, labels=LABELS, max_length=16)
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +88,7 @@ def test_load_hf_from_model_uri_returns_the_hf_folder(logged, tmp_path: Path) ->
         "labels": list(LABELS),
         "max_length": 16,
         "cleaning": {"max_text_chars": 1000, "scrub_pii": True},
+        "temperature": 1.0,
     }
     assert json.loads((hf_dir / "config.json").read_text())["id2label"]["2"] == "account_access"
 

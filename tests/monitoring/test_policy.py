@@ -135,3 +135,24 @@ def test_distribution_drift_is_vetoed_only_when_labelled_accuracy_is_shown_non_i
     off = Rules(**{**RULES.__dict__, "performance_veto": False})
     assert decide(check(tests=(DRIFT,), performance=holds), past, off).retrain
     assert decide(check(tests=(DRIFT,), performance=holds, new_labels=("x",)), past, RULES).rule == "new_label"
+
+
+def test_drift_retrains_only_while_a_gain_is_not_ruled_out_by_the_headroom():
+    past = [PastRecord(D0 - timedelta(days=7), "check", ("text",))]
+    drop = dict(value=0.78, low=0.74, high=0.82, baseline=0.88)
+    harder = PerformanceCheck(**drop, headroom=(-0.04, -0.07, -0.01))  # a model that saw it would do worse
+    d = decide(check(tests=(DRIFT,), performance=harder), past, RULES)
+    assert not d.retrain and d.rule == "none"
+    assert any(r.signal == "headroom" and r.fired for r in d.reasons)
+    assert any(r.signal == "performance_drop" and "vetoed" in r.rule for r in d.reasons)
+    assert "headroom -0.040" in d.summary
+    unclear = PerformanceCheck(**drop, headroom=(-0.01, -0.04, +0.02))  # a gain is not ruled out
+    assert decide(check(tests=(DRIFT,), performance=unclear), past, RULES).rule == "performance_drop"
+    assert decide(check(performance=PerformanceCheck(**drop)), [], RULES).retrain  # not measured: no veto
+    off = Rules(**{**RULES.__dict__, "min_headroom": None})
+    assert decide(check(tests=(DRIFT,), performance=harder), past, off).retrain
+    stricter = Rules(**{**RULES.__dict__, "min_headroom": 0.03})  # demand room for a 3-point gain
+    assert not decide(check(tests=(DRIFT,), performance=unclear), past, stricter).retrain
+    # a new label, the calendar and forced runs are never vetoed by the headroom
+    assert decide(check(performance=harder, new_labels=("x",)), past, RULES).rule == "new_label"
+    assert decide(check(performance=harder, trigger="schedule"), past, RULES).rule == "season_start"

@@ -135,13 +135,16 @@ def test_the_pool_and_memory_holdout_join_and_training_rows_are_excluded(gate_cf
     from pipeline.data import eval_pool
 
     cfg = gate_cfg()
-    for i, end in enumerate(("2025-02-20", "2024-06-01")):  # a recent window and one from an earlier season
+    for i, end in enumerate(("2025-02-20", "2023-06-01")):  # a recent window and one from an earlier season
         old = split_rows().assign(example_id=lambda d, i=i: f"old{i}-" + d["example_id"],
                                   text=lambda d, i=i: f"window {i} " + d["text"])  # fmt: skip
         path = tmp_path / f"old{i}.parquet"
         old.to_parquet(path, index=False)
         assert eval_pool.add(cfg, str(path), f"w{i}", end) == len(old)
         assert eval_pool.add(cfg, str(path), f"w{i}", end) == 0  # once per window
+    gone = split_rows().head(7).assign(example_id=lambda d: "gone-" + d["example_id"], label="retired_topic")
+    gone.to_parquet(tmp_path / "gone.parquet", index=False)
+    assert eval_pool.add(cfg, str(tmp_path / "gone.parquet"), "w_gone", "2023-01-01") == 7
     train = tmp_path / "train.parquet"
     near = [f"window 0 {C} message 5 please"]  # a near-duplicate of a pool row (Jaccard 9/11 of word 1-2-grams)
     exact = [f"window 0 {A} message {k}" for k in range(10)] + [f"{B} message 0"]
@@ -157,12 +160,32 @@ def test_the_pool_and_memory_holdout_join_and_training_rows_are_excluded(gate_cf
     # 10 exact and 1 near-duplicate pool rows; "B message 0" of the window; "A message 15" (Jaccard 0.64) stays
     assert res.rows["excluded_pool"] == 11 and res.rows["excluded_window"] == 1
     assert res.rows["pool"] == n - 11 and res.rows["memory"] == n
+    assert res.rows["memory_retired_labels"] == 7  # a label no recent row has: forgetting it is no regression
     assert res.test_rows == res.rows["window"] + res.rows["pool"]
     decision = json.loads(Path(res.decision_uri).read_text())
     assert any(c["name"] == "memory" for c in decision["checks"])
     assert decision["window_primary"]["n"] == res.rows["window"]  # the window's slice, reported alone
     preds = pd.read_parquet(Path(res.decision_uri).parent / "predictions.parquet")
     assert set(preds["slice"]) == {"window", "pool", "memory"}
+
+
+@pytest.mark.parametrize(("standing_errors", "replaces"), [(INSIGNIFICANT[1], True), (BETTER[1], False)])
+def test_a_newer_challenger_is_scored_against_the_standing_one_on_the_same_rows(
+    gate_cfg, tmp_path: Path, standing_errors, replaces: bool
+) -> None:
+    cfg = gate_cfg()
+    newer = INSIGNIFICANT  # champion misses rows 0-9, the newer one rows 3-11 of each class
+    res = evaluate.run(
+        cfg, test_uri=write_test_split(tmp_path / "data" / "test.parquet"),
+        challenger_uri=log_model(cfg, mapping_with_errors(newer[1])),
+        champion_uri=log_model(cfg, mapping_with_errors(newer[0])), champion_version="1",
+        out_dir=str(tmp_path / "out" / "evaluate"), pipeline_run_id="r",
+        rival=("2", log_model(cfg, mapping_with_errors(standing_errors))),
+    )  # fmt: skip
+    assert res.outcome == "insufficient_evidence" and res.rival_version == "2"
+    assert res.replaces_standing is replaces  # the standing one (3 errors per class) is significantly better
+    decision = json.loads(Path(res.decision_uri).read_text())
+    assert decision["standing"]["version"] == "2" and decision["standing"]["status"] == ("pass" if replaces else "fail")
 
 
 def test_artifacts_written_and_logged_to_mlflow(gate_cfg, tmp_path: Path) -> None:

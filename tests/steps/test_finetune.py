@@ -3,6 +3,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -116,9 +117,19 @@ def test_run_writes_model_and_data_and_logs_each_epoch(fcfg, data, tmp_path: Pat
     assert logged_model.tags["pipeline_run_id"] == "p-basic"
     assert {m.key for m in logged_model.metrics or []} >= {"best_val_macro_f1", "best_val_accuracy"}
 
-    # the logged model serves raw text and can be registered
-    preds = mlflow.pyfunc.load_model(result.model_uri).predict(pd.DataFrame({"text": ["where is my order"]}))
+    # the logged model serves raw text and can be registered; its confidences use the val-fitted temperature
+    from pipeline.modeling.pyfunc import read_model_meta
+
+    temperature = read_model_meta(result.model_dir)["temperature"]
+    assert temperature > 0 and temperature != 1.0
+    assert client.get_run(result.mlflow_run_id).data.metrics["temperature"] == pytest.approx(temperature)
+    loaded = mlflow.pyfunc.load_model(result.model_uri)
+    preds = loaded.predict(pd.DataFrame({"text": ["where is my order"]}))
     assert preds.loc[0, "label"] in L3
+    clf = loaded.unwrap_python_model()
+    logits, _ = clf.probe(["where is my order"])
+    z = logits[0] / temperature
+    assert preds.loc[0, "confidence"] == pytest.approx(float(np.exp(z.max()) / np.exp(z).sum()), rel=1e-5)
     version = mlflow.register_model(result.model_uri, "test-intent-basic")
     assert str(version.version) == "1"
 
@@ -232,6 +243,18 @@ def test_replay_adds_stratified_old_rows_without_duplicates(fcfg, data, tmp_path
     assert capped_new["label"].value_counts().to_dict() == {label: 20 for label in L3}
     assert list(trained.columns) == list(new.columns)
     assert _client(cfg).get_run(result.mlflow_run_id).data.params["replay_rows"] == "30"
+
+
+def test_replay_from_several_files_counts_each_row_once(fcfg, data, tmp_path: Path) -> None:
+    champion = make_frame(L3, 30, seed=9, prefix="old")
+    rejected = pd.concat([make_frame(L3, 30, seed=10, prefix="rej"), champion.head(15)], ignore_index=True)
+    uris = (write(rejected, tmp_path / "v3" / "train_data.parquet"), write(champion, tmp_path / "v1" / "t.parquet"))
+    result = _run(fcfg(epochs=1, replay_fraction=1.0, max_train_rows=60), data, tmp_path / "out", "p-two",
+                  replay_uri=uris)  # fmt: skip
+    trained = pd.read_parquet(result.train_data_uri)
+    assert result.replay_rows == 60 and trained["example_id"].is_unique  # 60 of the 60 distinct pool rows
+    prefixes = trained["example_id"].str.split("-").str[0].value_counts().to_dict()
+    assert prefixes["old"] == 30 and prefixes["rej"] == 30  # the champion's 30 once, though 15 are in both files
 
 
 def test_frozen_embeddings_and_lower_layers_keep_their_weights(fcfg, data, tmp_path: Path, tiny_model_dir) -> None:

@@ -70,6 +70,24 @@ def test_a_standing_challenger_without_a_gain_is_rejected_after_max_looks(gate_c
     assert (last.from_version, last.to_version) == ("2", None) and "REJECT" in last.reason
 
 
+@pytest.mark.parametrize("replaces", [True, False])
+def test_a_newer_challenger_takes_the_standing_ones_place_only_when_the_rule_lets_it(
+    gate_cfg, tmp_path: Path, replaces: bool
+) -> None:
+    cfg = gate_cfg()
+    _register(cfg, tmp_path, "run1", _evaluation(True), log_model(cfg, mapping_with_errors(WORSE)))
+    unclear = _evaluation(False, champion_version="1", outcome="insufficient_evidence", macro_f1_diff=0.02)
+    _register(cfg, tmp_path, "run2", unclear, log_model(cfg, mapping_with_errors(BETTER)))
+    newer = _evaluation(False, champion_version="1", outcome="insufficient_evidence", macro_f1_diff=0.03,
+                        rival_version="2", replaces_standing=replaces)  # fmt: skip
+    reg = _register(cfg, tmp_path, "run3", newer, log_model(cfg, mapping_with_errors(BETTER)))
+    assert _aliases(cfg) == {"champion": "1", "challenger": "3" if replaces else "2"}
+    assert reg.outcome == ("standing (replaces v2)" if replaces else "insufficient_evidence (v2 keeps standing)")
+    if replaces:
+        last = registry_history.moves(cfg.registry_history_url, NAME, "challenger")[-1]
+        assert (last.from_version, last.to_version) == ("2", "3") and "replaces standing v2" in last.reason
+
+
 def test_approval_waits_for_a_person(gate_cfg, tmp_path: Path) -> None:
     cfg = gate_cfg(register={"require_approval": True})
     uri = log_model(cfg, mapping_with_errors({}))
@@ -115,3 +133,23 @@ def test_rollback_goes_to_the_last_known_good_version_not_the_numerically_previo
     assert hist[-1]["reason"] == "rollback: fixed upstream" and hist[-1]["actor"].startswith("cli")
     tags = MlflowClient(tracking_uri=cfg.tracking_uri).get_model_version(NAME, "4").tags
     assert json.loads(tags["alias_log"])[-1].startswith("champion: 1 -> 4 by cli")
+
+
+def test_a_new_challenger_replays_the_newest_data_trained_from_the_champion(gate_cfg, tmp_path: Path) -> None:
+    from pipeline import registry
+
+    cfg = gate_cfg()
+    data = {}
+    for name in ("champ", "rejected", "older"):
+        data[name] = tmp_path / f"{name}_train.parquet"
+        data[name].write_bytes(b"x")
+    _register(cfg, tmp_path, "run1", _evaluation(True), log_model(cfg, mapping_with_errors(WORSE)),
+              train_data_uri=str(data["champ"]))  # fmt: skip
+    assert registry.replay_source(cfg, _champ(cfg)) == (str(data["champ"]),)  # nothing trained from v1 yet
+    for run, key in (("run2", "older"), ("run3", "rejected")):
+        _register(cfg, tmp_path, run, _evaluation(False, champion_version="1", outcome="reject"),
+                  log_model(cfg, mapping_with_errors(WORSE)), train_data_uri=str(data[key]))  # fmt: skip
+    # v3 was rejected, but its rows (its window + its replay of v1's lineage) are not lost to the next one
+    assert registry.replay_source(cfg, _champ(cfg)) == (str(data["rejected"]), str(data["champ"]))
+    data["rejected"].unlink()  # gone from storage: the next newest that is still there
+    assert registry.replay_source(cfg, _champ(cfg)) == (str(data["older"]), str(data["champ"]))

@@ -1,0 +1,1 @@
+"""Online A/B testing of champion against challenger: the sequential decision rule (pure)."""

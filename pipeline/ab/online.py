@@ -1,0 +1,94 @@
+"""The online A/B decision from the serving logs, applied to the registry (I/O around :mod:`pipeline.ab.rule`).
+
+:func:`run` reads the aliases (``champion``, ``challenger``), replays the test's feedback from the
+prediction log into looks (one per ``ab.look_every`` events, and one now), and decides with the pure
+rule. Applied: ``promote`` moves ``previous`` to the old champion, ``champion`` to the challenger
+and removes ``challenger`` (:func:`pipeline.promotion.promote`, which refuses a stale decision if
+the champion moved meanwhile); ``stop_harm``, ``stop_futility`` and ``inconclusive`` remove
+``challenger``. Every move lands in the alias history with the numbers. Idempotent: the decision is
+recomputed from the whole log each time, and a finished test has no challenger left to move.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from pipeline import promotion, registry, tracking
+from pipeline.ab import rule
+from pipeline.config import PipelineConfig
+from pipeline.results import AbResult
+from pipeline.serving import log as serving_log
+
+log = logging.getLogger(__name__)
+
+
+def rules_from(cfg: PipelineConfig) -> rule.AbRules:
+    ab = cfg.ab
+    return rule.AbRules(alpha=ab.alpha, tau=ab.tau, min_effect=ab.min_effect, min_per_arm=ab.min_per_arm,
+                        max_samples=ab.max_samples, max_days=ab.max_days)  # fmt: skip
+
+
+def run(cfg: PipelineConfig, *, run_id: str, apply: bool = True, now: datetime | None = None) -> AbResult:
+    name = cfg.register.model_name
+    c = tracking.client(cfg)
+    champion = registry.alias_version(c, name, registry.CHAMPION)
+    challenger = registry.alias_version(c, name, registry.CHALLENGER)
+    if champion is None or challenger is None:
+        summary = f"no A/B test: {name} has {'no champion' if champion is None else 'no challenger'}"
+        return AbResult("no_test", champion, challenger, summary, applied=False)
+    start, events = serving_log.judged(cfg.serving_log_url, champion, challenger)
+    if start is None:
+        summary = f"no A/B test yet: challenger v{challenger} has served no traffic"
+        return AbResult("no_test", champion, challenger, summary, applied=False)
+    now = now or serving_log.now()
+    day = 86400.0
+    looks = rule.looks_from([((e.ts - start).total_seconds() / day, e.variant, e.correct) for e in events],
+                            cfg.ab.look_every, now_days=(now - start).total_seconds() / day)  # fmt: skip
+    rules = rules_from(cfg)
+    steps = rule.trace(looks, rules)
+    d = steps[-1]
+    log.info("ab: champion v%s vs challenger v%s: %s", champion, challenger, d.summary)
+    numbers = {"outcome": d.outcome, "estimate": d.estimate, "low": d.low, "high": d.high, "p_value": d.p_value,
+               "n_champion": d.n_champion, "n_challenger": d.n_challenger, "looks": d.looks}  # fmt: skip
+    applied = False
+    if apply and d.outcome == "promote":
+        applied = promotion.promote(cfg, challenger, expected_champion=champion, actor="ab_test",
+                                    reason=f"online A/B: {d.summary}", run_id=run_id, numbers=numbers)  # fmt: skip
+    elif apply and d.outcome in ("stop_harm", "stop_futility", "inconclusive"):
+        applied = registry.move_alias(cfg, registry.CHALLENGER, None, actor="ab_test", reason=f"online A/B: {d.summary}",
+                                      pipeline_run_id=run_id, numbers=numbers)  # fmt: skip
+    result = AbResult(d.outcome, champion, challenger, d.summary, applied, d.n_champion, d.n_challenger, d.estimate,
+                      d.low, d.high, d.p_value, d.looks)  # fmt: skip
+    _log_to_mlflow(cfg, run_id, result, steps, rules)
+    return result
+
+
+def _log_to_mlflow(cfg: PipelineConfig, run_id: str, result: AbResult, steps: list[rule.AbDecision],
+                   rules: rule.AbRules) -> None:  # fmt: skip
+    """The decision's numbers, ``ab_decision.json`` and ``ab_test.png`` in the MLflow run ``ab_test``."""
+    import json
+    import math
+    import tempfile
+    from pathlib import Path
+
+    import mlflow
+
+    from pipeline.ab import chart
+
+    with tempfile.TemporaryDirectory() as tmp, tracking.step_run(cfg, run_id, "ab_test"):
+        mlflow.set_tags({"ab.outcome": result.outcome, "ab.summary": result.summary[:4900],
+                         "ab.champion_version": str(result.champion_version),
+                         "ab.challenger_version": str(result.challenger_version)})  # fmt: skip
+        mlflow.log_metrics({k: float(v) for k, v in (("ab_estimate", result.estimate), ("ab_p_value", result.p_value),
+                            ("ab_n_champion", result.n_champion), ("ab_n_challenger", result.n_challenger))
+                            if v is not None and math.isfinite(float(v))})  # fmt: skip
+        record = Path(tmp) / "ab_decision.json"
+        record.write_text(json.dumps(result.to_dict(), indent=2, default=str))
+        mlflow.log_artifact(str(record), "ab_test")
+        try:
+            png = chart.draw(steps, rules, Path(tmp) / "ab_test.png",
+                             f"v{result.challenger_version} vs champion v{result.champion_version}: {result.outcome}")  # fmt: skip
+            mlflow.log_artifact(str(png), "ab_test")
+        except Exception as exc:  # a chart must never fail a decision
+            log.warning("ab: no chart (%s)", exc)

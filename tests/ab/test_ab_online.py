@@ -1,0 +1,104 @@
+"""The online A/B decision on a real registry and a real feedback log: promote, stop, dry run."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.serving.log import PredictionLog
+
+
+@pytest.fixture
+def registered(make_cfg, intent_dir: Path):
+    """A config whose registry holds versions 1 (champion) and 2 (challenger)."""
+    import mlflow
+
+    from pipeline import tracking
+    from pipeline.modeling.pyfunc import log_intent_model
+
+    cfg = make_cfg(ab={"look_every": 25})
+    name = cfg.register.model_name
+    exp = tracking.configure(cfg)
+    for _ in range(2):
+        with mlflow.start_run(experiment_id=exp):
+            info = log_intent_model(intent_dir, tags={"pipeline_run_id": "ab-test"})
+        mlflow.register_model(info.model_uri, name)
+    c = tracking.client(cfg)
+    c.set_registered_model_alias(name, "champion", "1")
+    c.set_registered_model_alias(name, "challenger", "2")
+    return cfg
+
+
+def _traffic(cfg, acc_champion: float, acc_challenger: float, n: int, seed: int = 0) -> datetime:
+    """n judged predictions per variant over the last day, right at the given accuracies (feedback
+    arrives now). Returns when the test began."""
+    rng = np.random.default_rng(seed)
+    plog = PredictionLog(cfg.serving_log_url, buffer_max=10**6, flush_interval_s=1)
+    t0 = datetime.now(UTC) - timedelta(days=1)
+    truths = []
+    for i in range(n):
+        for variant, version, acc in (("champion", "1", acc_champion), ("challenger", "2", acc_challenger)):
+            rid = f"{variant}-{i}"
+            plog.record([{"request_id": rid, "ts": t0 + timedelta(minutes=i), "user_key": "u" * 32,
+                          "variant": variant, "model_version": version, "label": "order_status",
+                          "confidence": 0.8, "latency_ms": 3.0, "text": "where is my order"}])  # fmt: skip
+            truths.append((rid, bool(rng.random() < acc)))
+    plog.flush()
+    for rid, right in truths:
+        plog.feedback(rid, label=None, correct=right)
+    return t0
+
+
+def _aliases(cfg) -> dict[str, str]:
+    from pipeline import tracking
+
+    return {a: str(v) for a, v in tracking.client(cfg).get_registered_model(cfg.register.model_name).aliases.items()}
+
+
+def test_a_clearly_better_challenger_is_promoted_with_its_record(registered):
+    from pipeline import registry_history
+    from pipeline.ab import online
+
+    cfg = registered
+    _traffic(cfg, 0.70, 0.90, 600)
+    dry = online.run(cfg, run_id="ab-1", apply=False)
+    assert dry.outcome == "promote" and not dry.applied and _aliases(cfg) == {"champion": "1", "challenger": "2"}
+    res = online.run(cfg, run_id="ab-2")
+    assert res.outcome == "promote" and res.applied and res.low > 0
+    assert _aliases(cfg) == {"champion": "2", "previous": "1"}
+    moves = registry_history.moves(cfg.registry_history_url, cfg.register.model_name, "champion")
+    assert moves[-1].to_version == "2" and moves[-1].actor == "ab_test" and moves[-1].numbers["n_challenger"] > 0
+    from pipeline import tracking
+
+    c = tracking.client(cfg)
+    exp = c.get_experiment_by_name(cfg.tracking.experiment_name).experiment_id
+    (run,) = c.search_runs([exp], filter_string="tags.pipeline_run_id = 'ab-2' and tags.step = 'ab_test'")
+    assert run.data.tags["ab.outcome"] == "promote" and run.data.metrics["ab_estimate"] > 0
+    assert {a.path for a in c.list_artifacts(run.info.run_id, "ab_test")} == {"ab_test/ab_decision.json", "ab_test/ab_test.png"}
+    again = online.run(cfg, run_id="ab-3")
+    assert again.outcome == "no_test" and not again.applied
+
+
+def test_a_worse_challenger_is_stopped_and_the_champion_stays(registered):
+    from pipeline.ab import online
+
+    cfg = registered
+    _traffic(cfg, 0.90, 0.70, 600)
+    res = online.run(cfg, run_id="ab-1")
+    # futility (no gain of ab.min_effect possible) may come a look before harm: either stops it
+    assert res.outcome in ("stop_harm", "stop_futility") and res.applied and res.high < cfg.ab.min_effect
+    assert _aliases(cfg) == {"champion": "1"}
+
+
+def test_too_little_feedback_continues_and_moves_nothing(registered):
+    from pipeline.ab import online
+
+    cfg = registered
+    t0 = _traffic(cfg, 0.80, 0.82, 40)
+    res = online.run(cfg, run_id="ab-1", now=t0 + timedelta(days=2))
+    assert res.outcome == "continue" and not res.applied and _aliases(cfg) == {"champion": "1", "challenger": "2"}
+    late = online.run(cfg, run_id="ab-2", now=t0 + timedelta(days=40))  # past ab.max_days
+    assert late.outcome == "inconclusive" and late.applied and _aliases(cfg) == {"champion": "1"}
