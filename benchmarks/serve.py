@@ -197,9 +197,9 @@ def main() -> None:
         f"{platform.machine()}, {os.cpu_count()} cores; MiniLM-L6 with an 8-label head, max_length 64; "
         "in-process baseline measured in the same run.\n\n"
         + table(rows)
-        + "\nratio_texts_s: throughput against one in-process caller (the server overlaps tokenizing, "
-        "HTTP and inference of several clients); ratio_p50: a request's median latency against one "
-        "in-process call.\n"
+        + "\nratio_texts_s: throughput against one in-process caller with no HTTP (the HTTP rows also pay "
+        "for JSON, the prediction log and the alias moves, on the same 2 cores as the clients); "
+        "ratio_p50: a request's median latency against one in-process call.\n"
         + f"\nDuring the batch-1 load `champion` moved 1 → 2 → 3 ({len(seen_versions)} moves); the server "
         f"ended on v{ready.get('champion')}. Failed requests: {sum(int(r['failed']) for r in rows)}. "
         f"Prediction log: {logged[0]} rows, {logged[1]} distinct request ids, {served} texts served "

@@ -1,5 +1,5 @@
 """A local Airflow for the demo, the benchmark and `make airflow-ui`: its environment, its three
-processes (api-server, scheduler, dag-processor) and a small REST client.
+processes (api-server, scheduler, dag-processor, triggerer) and a small REST client.
 
 Light until used (httpx is imported when the client first talks to the API server).
 """
@@ -67,7 +67,7 @@ def airflow_bin() -> str:
 
 
 class Airflow:
-    """api-server + scheduler + dag-processor as child process groups, and a tiny REST client."""
+    """api-server + scheduler + dag-processor + triggerer as child process groups, and a tiny REST client."""
 
     def __init__(self, home: Path, env: dict[str, str], port: int):
         self.home, self.env, self.port = home, env, port
@@ -85,6 +85,7 @@ class Airflow:
             ("api-server", ["api-server", "--port", str(self.port), "--workers", "1"]),
             ("scheduler", ["scheduler"]),
             ("dag-processor", ["dag-processor"]),
+            ("triggerer", ["triggerer"]),  # runs asset watchers (ab_test on feedback volume)
         ):
             out = open(logs / f"{name}.log", "ab")
             self.procs.append(servers.start_group([airflow_bin(), *args], env=self.env, stdout=out, stderr=out))

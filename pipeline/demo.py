@@ -40,6 +40,9 @@ SIZES: dict[str, dict[str, Any]] = {
         "monitor_every": 28,
         "env": {
             "RETRAIN_SIMULATOR__MESSAGES_PER_DAY": "24",
+            # the feedback watcher starts ab_test once 90% of the online phase's feedback is in
+            "RETRAIN_AB__TRIGGER_FEEDBACK": "720",
+            "RETRAIN_AB__TRIGGER_POLL_S": "2",
             "RETRAIN_FINETUNE__MAX_TRAIN_ROWS": "200",
             "RETRAIN_FINETUNE__EPOCHS": "2",
             "RETRAIN_FINETUNE__FREEZE_LAYERS": "3",
@@ -51,6 +54,9 @@ SIZES: dict[str, dict[str, Any]] = {
         "monitor_every": 42,
         "env": {
             "RETRAIN_SIMULATOR__MESSAGES_PER_DAY": "30",
+            # the feedback watcher starts ab_test once 90% of the online phase's feedback is in
+            "RETRAIN_AB__TRIGGER_FEEDBACK": "1800",
+            "RETRAIN_AB__TRIGGER_POLL_S": "2",
             "RETRAIN_FINETUNE__MAX_TRAIN_ROWS": "320",
             "RETRAIN_FINETUNE__EPOCHS": "2",
             "RETRAIN_FINETUNE__FREEZE_LAYERS": "3",
@@ -231,7 +237,7 @@ def main(size: str | None = None, keep_running: bool = False) -> int:
     signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         print(
-            f"[demo] starting Airflow (api-server :{port}, scheduler, dag-processor); logs in {home / 'logs'}",
+            f"[demo] starting Airflow (api-server :{port}, scheduler, dag-processor, triggerer); logs in {home / 'logs'}",
             flush=True,
         )
         af.start()

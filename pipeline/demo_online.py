@@ -3,8 +3,10 @@
 
 The challenger is the registry's standing ``challenger``, else the newest version that is not the
 champion (its alias move is recorded, actor ``demo``). Simulated users send the newest window's
-held-out test messages (never trained on) and correct each answer with the true label; the
-``ab_test`` DAG then decides on that feedback. Light until run.
+held-out test messages (never trained on) and correct each answer with the true label. The
+feedback watcher (an asset watcher in Airflow's triggerer, ``ab.trigger_feedback``) starts the
+``ab_test`` DAG on that volume; if it has not within two minutes, the demo triggers the run. Light
+until run.
 """
 
 from __future__ import annotations
@@ -46,6 +48,19 @@ def _messages(cfg: Any) -> list[tuple[str, str]]:
     return list(zip(df["text"].astype(str), df["label"].astype(str), strict=True))
 
 
+def _watcher_run(af: Airflow, before: set[str], timeout: float = 120) -> str | None:
+    """The ab_test run the feedback watcher's asset event started (the triggerer polls the log)."""
+    import time
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        new = [r for r in af.run_ids("ab_test", "asset_triggered") if r not in before]
+        if new:
+            return new[0]
+        time.sleep(2)
+    return None
+
+
 def run(cfg: Any, af: Airflow, env: dict[str, str], day: date, requests: int) -> str:
     """Serve, send ``requests`` predictions with feedback, let ``ab_test`` decide; returns a summary."""
     import httpx
@@ -66,6 +81,7 @@ def run(cfg: Any, af: Airflow, env: dict[str, str], day: date, requests: int) ->
                                env=server_env, stdout=log_file, stderr=log_file)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     judged = 0
+    before = set(af.run_ids("ab_test", "asset_triggered"))
     try:
         if not servers.wait_http_ok(f"{url}/ready", timeout=180):
             return f"online A/B skipped: the server did not become ready (see {log_file.name})"
@@ -82,8 +98,10 @@ def run(cfg: Any, af: Airflow, env: dict[str, str], day: date, requests: int) ->
     finally:
         servers.stop_group(proc)
         log_file.close()
-    run_id = f"demo_ab_test_{day.isoformat()}"
-    af.trigger("ab_test", run_id, day, {})
+    run_id, how = _watcher_run(af, before), "started by the feedback watcher"
+    if run_id is None:  # the watcher did not fire (fewer judged predictions than ab.trigger_feedback)
+        run_id, how = f"demo_ab_test_{day.isoformat()}", "triggered by the demo"
+        af.trigger("ab_test", run_id, day, {})
     state = af.wait_run("ab_test", run_id)
     c = tracking.client(cfg)
     name = cfg.register.model_name
@@ -92,4 +110,9 @@ def run(cfg: Any, af: Airflow, env: dict[str, str], day: date, requests: int) ->
                          order_by=["attributes.start_time DESC"]) if exp else []  # fmt: skip
     summary = runs[0].data.tags.get("ab.summary", "") if runs else "(no decision recorded)"
     after = registry.alias_version(c, name, registry.CHAMPION)
-    return (f"online A/B ({judged} judged predictions): ab_test {state}; {summary}; champion v{champion} -> v{after}")  # fmt: skip
+    guarded = ""
+    if after != champion and cfg.serve.guard_share > 0:
+        guarded = (f"; guard: v{champion} (previous) keeps {cfg.serve.guard_share:.0%} of users for "
+                   f"{cfg.ab.guard_days:g} days, and a live regression rolls back")  # fmt: skip
+    return (f"online A/B ({judged} judged predictions): ab_test ({how}) {state}; {summary}; champion v{champion} -> v{after}"
+            f"{guarded}")  # fmt: skip

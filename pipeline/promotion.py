@@ -57,7 +57,14 @@ def promote(
     kw = {"actor": actor, "pipeline_run_id": run_id, "numbers": numbers}
     # previous first, champion last: a crash in between leaves the old champion serving
     if now is not None:
+        from datetime import UTC, datetime
+
+        from pipeline.ab import guard
+
         registry.move_alias(cfg, registry.PREVIOUS, now, reason=f"champion before v{version}", **kw)  # type: ignore[arg-type]
+        # the guard: live traffic may still roll this promotion back; the tags are inert until champion moves
+        for key, value in guard.start_tags(now, datetime.now(UTC)).items():
+            c.set_model_version_tag(name, version, key, value)
     registry.move_alias(cfg, registry.CHAMPION, version, reason=reason, **kw)  # type: ignore[arg-type]
     if registry.alias_version(c, name, registry.CHALLENGER) is not None:
         registry.move_alias(cfg, registry.CHALLENGER, None, reason=f"v{version} promoted; nothing stands", **kw)  # type: ignore[arg-type]
@@ -184,7 +191,8 @@ def last_known_good(cfg: PipelineConfig) -> str | None:
     return None
 
 
-def rollback(cfg: PipelineConfig, *, to: str | None, actor: str, why: str, run_id: str) -> tuple[str | None, str]:
+def rollback(cfg: PipelineConfig, *, to: str | None, actor: str, why: str, run_id: str,
+             numbers: dict[str, Any] | None = None) -> tuple[str | None, str]:  # fmt: skip
     """Move ``champion`` to ``to`` (default: the last known-good version); returns (from, to)."""
     name = cfg.register.model_name
     c = tracking.client(cfg)
@@ -196,6 +204,12 @@ def rollback(cfg: PipelineConfig, *, to: str | None, actor: str, why: str, run_i
     if target == now:
         raise PipelineError(f"rollback: {name} v{target} is the champion already")
     registry.move_alias(
-        cfg, registry.CHAMPION, target, actor=actor, reason=f"{ROLLBACK}: {why}", pipeline_run_id=run_id
+        cfg,
+        registry.CHAMPION,
+        target,
+        actor=actor,
+        reason=f"{ROLLBACK}: {why}",
+        pipeline_run_id=run_id,
+        numbers=numbers,
     )
     return now, target

@@ -196,3 +196,5 @@ class AbResult(StepResult):
     high: float | None = None
     p_value: float | None = None
     looks: int = 0
+    guard_outcome: str | None = None  # the post-promotion guard, when one ran: continue | rollback | keep
+    guard_summary: str | None = None

@@ -14,7 +14,8 @@ Endpoints:
   ``GET /metrics`` (Prometheus text).
 
 A user (``user_id``, else the request id) keeps one variant for the whole test
-(:mod:`pipeline.serving.assign`); with no challenger every request goes to the champion.
+(:mod:`pipeline.serving.assign`); with no challenger every request goes to the champion. After a
+promotion, ``serve.guard_share`` of users go to ``previous`` while the guard runs.
 """
 
 # no `from __future__ import annotations`: FastAPI must resolve the request models defined in create_app
@@ -106,9 +107,14 @@ def create_app(cfg: PipelineConfig, *, source: Source | None = None, start_threa
             metrics.requests.labels("none", "503").inc()
             raise HTTPException(503, f"no model loaded: {holder.error}")
         rid = body.request_id or uuid.uuid4().hex
-        test_key = None if served.challenger is None else served.challenger.version
-        name = assign.variant(body.user_id or rid, sc.challenger_share, test_key)
-        model = served.challenger if name == assign.CHALLENGER and served.challenger is not None else served.champion
+        name = assign.route(
+            body.user_id or rid,
+            challenger_share=sc.challenger_share,
+            challenger_key=None if served.challenger is None else served.challenger.version,
+            guard_share=sc.guard_share,
+            guard_key=None if served.previous is None else served.champion.version,
+        )
+        model = getattr(served, name) or served.champion
         texts = [body.text] if body.text is not None else list(body.texts or [])
         t0 = time.perf_counter()
         try:
@@ -160,6 +166,7 @@ def create_app(cfg: PipelineConfig, *, source: Source | None = None, start_threa
             "ready": True,
             "champion": served.champion.version,
             "challenger": None if served.challenger is None else served.challenger.version,
+            "previous": None if served.previous is None else served.previous.version,
             "registry_error": holder.error,
             "log_buffered": len(plog.buffer),
             "log_error": plog.last_error,

@@ -3,13 +3,16 @@
 A user's variant is a function of (user id, test key): the first 8 bytes of SHA-256 of both, as a
 number in [0, 1), against the challenger's share. The test key is the challenger's version, so a
 user keeps one variant for the whole of a test and is drawn afresh for the next one.
+
+While the guard of a promotion runs, a second, independent draw (keyed by the guarded champion's
+version) sends ``guard_share`` of the users who are not in the challenger arm to ``previous``.
 """
 
 from __future__ import annotations
 
 import hashlib
 
-CHAMPION, CHALLENGER = "champion", "challenger"
+CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous"
 
 
 def bucket(user_id: str, test_key: str) -> float:
@@ -27,3 +30,13 @@ def variant(user_id: str, share: float, test_key: str | None) -> str:
 def user_key(user_id: str) -> str:
     """What the logs keep of a user id: a hash (an id may be an email or a phone number)."""
     return hashlib.sha256(f"retrain-user\x00{user_id}".encode()).hexdigest()[:32]
+
+
+def route(user_id: str, *, challenger_share: float, challenger_key: str | None, guard_share: float = 0.0,
+          guard_key: str | None = None) -> str:  # fmt: skip
+    """``challenger`` (the A/B test), ``previous`` (the guard) or ``champion``; sticky per user."""
+    if variant(user_id, challenger_share, challenger_key) == CHALLENGER:
+        return CHALLENGER
+    if guard_key is not None and guard_share > 0 and bucket(user_id, f"guard:{guard_key}") < guard_share:
+        return PREVIOUS
+    return CHAMPION

@@ -5,6 +5,9 @@
 ``latency_ms``, and ``text`` as the model saw it (normalized, PII replaced by placeholders), so that
 corrections can train later. ``serving_feedback``: at most one row per prediction: ``request_id``
 (primary key, the prediction's), ``ts``, ``label`` (the true label, when given), ``correct``.
+``serving_marks``: named counters of the feedback log (``name``, ``value``, ``ts``): how much
+feedback the last A/B decision saw (``decided``) and the asset watcher's last firing (``fired``).
+The tables are created with ``create_all`` on first use (:mod:`pipeline.sqlstore`).
 
 Predictions never wait for the database: :class:`PredictionLog` buffers rows in memory (bounded by
 ``serve.log_buffer_max``) and a background thread writes them; while the database is down they
@@ -50,6 +53,14 @@ FEEDBACK = sa.Table(
     sa.Column("label", sa.String(200), nullable=True),
     sa.Column("correct", sa.Boolean, nullable=False),
 )
+MARKS = sa.Table(
+    "serving_marks",
+    METADATA,
+    sa.Column("name", sa.String(32), primary_key=True),
+    sa.Column("value", sa.BigInteger, nullable=False),
+    sa.Column("ts", sa.DateTime(timezone=True), nullable=False),
+)
+DECIDED, FIRED = "decided", "fired"
 
 
 class UnknownRequest(LookupError):
@@ -218,24 +229,46 @@ def judged(url: str, champion_version: str, challenger_version: str) -> tuple[da
     """(the test's start, its feedback events in arrival order). The test starts at the first
     prediction the challenger version served as ``challenger``; champion predictions before that are
     not part of it (they come from another time)."""
-    p, f = PREDICTIONS.c, FEEDBACK.c
+    p = PREDICTIONS.c
     with sqlstore.engine(url, METADATA).connect() as conn:
         start = conn.execute(
             sa.select(sa.func.min(p.ts)).where(p.variant == "challenger", p.model_version == challenger_version)
         ).scalar()
-        if start is None:
-            return None, []
-        arm = sa.or_(
-            sa.and_(p.variant == "challenger", p.model_version == challenger_version),
-            sa.and_(p.variant == "champion", p.model_version == champion_version),
-        )
-        q = (
-            sa.select(f.ts, p.variant, f.correct)
-            .select_from(PREDICTIONS.join(FEEDBACK, f.request_id == p.request_id))
-            .where(arm, p.ts >= start)
-            .order_by(f.ts, f.request_id)
-        )
-        return _aware(start), [Judged(_aware(r.ts), r.variant, bool(r.correct)) for r in conn.execute(q)]
+    if start is None:
+        return None, []
+    return _aware(start), events(url, {"champion": champion_version, "challenger": challenger_version}, _aware(start))
+
+
+def events(url: str, arms: dict[str, str], since: datetime) -> list[Judged]:
+    """Feedback events, in arrival order, on predictions served since ``since`` by the given
+    (variant -> model version) arms."""
+    p, f = PREDICTIONS.c, FEEDBACK.c
+    arm = sa.or_(*(sa.and_(p.variant == variant, p.model_version == version) for variant, version in arms.items()))
+    q = (
+        sa.select(f.ts, p.variant, f.correct)
+        .select_from(PREDICTIONS.join(FEEDBACK, f.request_id == p.request_id))
+        .where(arm, p.ts >= since)
+        .order_by(f.ts, f.request_id)
+    )
+    with sqlstore.engine(url, METADATA).connect() as conn:
+        return [Judged(_aware(r.ts), r.variant, bool(r.correct)) for r in conn.execute(q)]
+
+
+def feedback_total(url: str) -> int:
+    """Feedback events ever recorded."""
+    with sqlstore.engine(url, METADATA).connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(FEEDBACK)).scalar() or 0)
+
+
+def marks(url: str) -> dict[str, int]:
+    with sqlstore.engine(url, METADATA).connect() as conn:
+        return {r.name: int(r.value) for r in conn.execute(sa.select(MARKS.c.name, MARKS.c.value))}
+
+
+def set_mark(url: str, name: str, value: int) -> None:
+    with sqlstore.engine(url, METADATA).begin() as conn:
+        if conn.execute(sa.update(MARKS).where(MARKS.c.name == name).values(value=value, ts=now())).rowcount == 0:
+            conn.execute(MARKS.insert(), [{"name": name, "value": value, "ts": now()}])
 
 
 def _aware(ts: datetime) -> datetime:

@@ -1,5 +1,8 @@
 """The models the app serves, by registry alias, reloaded when an alias moves.
 
+``champion`` always; ``challenger`` while an A/B test runs; ``previous`` while the guard of the last
+promotion runs (:mod:`pipeline.ab.guard`).
+
 :class:`ModelHolder` keeps one immutable :class:`Served` snapshot (champion, and challenger when the
 alias exists). A request takes the snapshot once and uses it to the end, so swapping in a new one
 (after loading it completely, off the request path) never drops or fails a request. A background
@@ -25,7 +28,8 @@ log = logging.getLogger(__name__)
 
 class Source(Protocol):
     def aliases(self) -> dict[str, str]:
-        """alias -> version of the served model's ``champion`` and ``challenger`` (when set)."""
+        """alias -> version of the served model's ``champion``, ``challenger`` (when set) and
+        ``previous`` (only while a post-promotion guard runs)."""
         ...
 
     def load(self, version: str) -> Any:
@@ -41,12 +45,16 @@ class MlflowSource:
 
     def aliases(self) -> dict[str, str]:
         from pipeline import registry, tracking
+        from pipeline.ab import guard
 
-        model = registry.get_registered_model(tracking.client(self.cfg), self.cfg.register.model_name)
+        c = tracking.client(self.cfg)
+        model = registry.get_registered_model(c, self.cfg.register.model_name)
         if model is None:
             return {}
         wanted = (registry.CHAMPION, registry.CHALLENGER)
-        return {a: str(v) for a, v in (model.aliases or {}).items() if a in wanted}
+        out = {a: str(v) for a, v in (model.aliases or {}).items() if a in wanted}
+        g = guard.active(self.cfg, c) if registry.CHAMPION in out else None
+        return out | ({registry.PREVIOUS: g.previous} if g is not None else {})
 
     def load(self, version: str) -> Any:
         import mlflow.pyfunc
@@ -91,15 +99,23 @@ def _inner(model: Any) -> Any:
         return model
 
 
+SLOTS = ("champion", "challenger", "previous")
+
+
 @dataclass(frozen=True)
 class Served:
     champion: Loaded
     challenger: Loaded | None
+    previous: Loaded | None = None  # the version a guard compares the champion with
+
+    def versions(self) -> dict[str, str]:
+        return {s: m.version for s in SLOTS if (m := getattr(self, s)) is not None}
 
     def labels(self) -> set[str]:
-        out = set(self.champion.labels())
-        if self.challenger is not None:
-            out |= set(self.challenger.labels())
+        out: set[str] = set()
+        for s in SLOTS:
+            if (m := getattr(self, s)) is not None:
+                out |= set(m.labels())
         return out
 
 
@@ -123,14 +139,8 @@ class ModelHolder:
                 aliases = self.source.aliases()
                 if "champion" not in aliases:
                     raise LookupError("the registry has no champion alias for the served model")
-                wanted = {a: aliases[a] for a in ("champion", "challenger") if a in aliases}
-                cur = self.current
-                have = (
-                    {}
-                    if cur is None
-                    else {"champion": cur.champion.version}
-                    | ({} if cur.challenger is None else {"challenger": cur.challenger.version})
-                )
+                wanted = {a: aliases[a] for a in SLOTS if a in aliases}
+                have = {} if self.current is None else self.current.versions()
                 if wanted == have:
                     self.error = None
                     return False
@@ -141,12 +151,11 @@ class ModelHolder:
                 log.warning("serving: reload failed (%s); %s", self.error,
                             "still serving the loaded models" if self.current else "nothing to serve")  # fmt: skip
                 return False
-            self.current = Served(loaded["champion"], loaded.get("challenger"))
+            self.current = Served(loaded["champion"], loaded.get("challenger"), loaded.get("previous"))
             self._cache = {x.version: x for x in loaded.values()}
             self.error = None
             self.reloads += 1
-            log.info("serving: champion v%s, challenger %s", wanted["champion"],
-                     f"v{wanted['challenger']}" if "challenger" in wanted else "none")  # fmt: skip
+            log.info("serving: %s", ", ".join(f"{a} v{v}" for a, v in wanted.items()))
             return True
 
     def _load(self, version: str) -> Loaded:

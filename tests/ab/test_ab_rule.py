@@ -108,3 +108,19 @@ def test_looks_from_events_counts_each_arm_and_adds_a_look_now():
     assert [(x.champion.n, x.challenger.n) for x in ls] == [(2, 1), (3, 3), (4, 3), (4, 3)]
     assert [x.champion.successes + x.challenger.successes for x in ls] == [1, 2, 3, 3]
     assert ls[-1].elapsed_days == 5.0 and ls[-2].elapsed_days == pytest.approx(0.6)
+
+
+def test_a_guard_applies_only_while_running_and_previous_is_what_it_guards_against():
+    from datetime import UTC, datetime
+
+    from pipeline.ab.guard import from_tags, start_tags
+
+    since = datetime(2026, 5, 1, tzinfo=UTC)
+    tags = start_tags("3", since)
+    g = from_tags("4", tags, previous_alias="3")
+    assert g is not None and (g.champion, g.previous, g.since) == ("4", "3", since)
+    assert from_tags("4", tags, previous_alias="2") is None  # previous moved on: another promotion
+    assert from_tags("3", tags, previous_alias="3") is None  # rolled back: champion is previous
+    assert from_tags("4", {**tags, "guard.state": "kept"}, previous_alias="3") is None
+    assert from_tags("4", {**tags, "guard.since": "not a date"}, previous_alias="3") is None
+    assert from_tags("4", {}, previous_alias="3") is None  # the first champion has no guard

@@ -135,6 +135,43 @@ def test_ab_test_decides_hourly_and_announces_a_promotion(bag) -> None:
     assert announce.upstream_task_ids == {"ab_decide", "champion"}
 
 
+def test_ab_test_also_runs_on_feedback_volume_through_an_asset_watcher(bag) -> None:
+    """The hourly cron OR the feedback asset, whose watcher survives the scheduler's serialization
+    (the triggerer rebuilds it from its classpath and kwargs)."""
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    from pipeline.ab.trigger import CLASSPATH, FeedbackVolumeTrigger
+    from pipeline.config import load_config
+
+    dag = bag.dags["ab_test"]
+    (asset,) = dag.timetable.asset_condition.objects
+    assert asset.name == "support_intent_feedback"
+    (watcher,) = asset.watchers
+    assert isinstance(watcher.trigger, FeedbackVolumeTrigger)
+    cfg = load_config()
+    assert watcher.trigger.every == cfg.ab.trigger_feedback and watcher.trigger.log_url == cfg.serving_log_url
+    back = DagSerialization.from_dict(DagSerialization.to_dict(dag))
+    (sasset,) = back.timetable.asset_condition.objects
+    (sw,) = sasset.watchers
+    assert sw.trigger["classpath"] == CLASSPATH and sw.trigger["kwargs"]["every"] == cfg.ab.trigger_feedback
+    import importlib
+
+    module, _, name = sw.trigger["classpath"].rpartition(".")
+    rebuilt = getattr(importlib.import_module(module), name)(**sw.trigger["kwargs"])
+    assert rebuilt.serialize() == watcher.trigger.serialize()
+
+
+def test_ab_test_schedule_without_a_watcher_or_a_cron() -> None:
+    from pipeline.config import AbConfig, ScheduleConfig
+    from pipeline.schedules import ab_schedule
+
+    url = "sqlite:///feedback.db"
+    assert ab_schedule(ScheduleConfig(), AbConfig(trigger_feedback=0), url) == "@hourly"
+    (asset,) = ab_schedule(ScheduleConfig(time_triggers=False), AbConfig(), url)
+    assert asset.name == "support_intent_feedback" and asset.watchers[0].trigger.every == 500
+    assert ab_schedule(ScheduleConfig(time_triggers=False), AbConfig(trigger_feedback=0), url) is None
+
+
 def test_time_triggers_can_be_switched_off() -> None:
     from pipeline.config import ScheduleConfig
     from pipeline.schedules import ab_schedule, monitor_schedule, retrain_schedule, seasonal_timetable

@@ -236,3 +236,23 @@ def test_ab_test_promotes_a_challenger_that_wins_online(dags) -> None:
     assert "challenger" not in c.get_registered_model(name).aliases
     events = _asset_events("support_intent_champion")
     assert (events[-1]["version"], events[-1]["previous_version"]) == (challenger, champion)
+
+    # the guard: the new champion does far worse than previous on live traffic: ab_test rolls it back
+    from pipeline.ab import guard
+
+    g = guard.active(cfg)
+    assert g is not None and (g.champion, g.previous) == (challenger, champion)
+    for i in range(300):
+        for variant, version in (("champion", challenger), ("previous", champion)):
+            plog.record([{"request_id": f"guard-{variant}-{i}", "ts": g.since + timedelta(seconds=1 + i),
+                          "user_key": "u" * 32, "variant": variant, "model_version": version,
+                          "label": "order_status", "confidence": 0.7, "latency_ms": 2.0, "text": "where is it"}])  # fmt: skip
+    plog.flush()
+    for i in range(300):
+        plog.feedback(f"guard-champion-{i}", label=None, correct=i % 10 < 5)  # 50% right
+        plog.feedback(f"guard-previous-{i}", label=None, correct=i % 10 < 9)  # 90% right
+    run = d["ab_test"].test()
+    assert run.state == "success"
+    assert str(c.get_model_version_by_alias(name, "champion").version) == champion
+    events = _asset_events("support_intent_champion")
+    assert (events[-1]["version"], events[-1]["previous_version"]) == (champion, challenger)

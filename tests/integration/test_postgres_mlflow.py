@@ -136,7 +136,9 @@ def test_serving_logs_and_feedback_on_postgres(make_cfg, pg_db) -> None:
 
     cfg = make_cfg(serve={"log_url": pg_db, "challenger_share": 0.5, "reload_interval_s": 3600})
     with TestClient(create_app(cfg, source=Source(), start_threads=False)) as client:
-        ids = [client.post("/predict", json={"text": "where is my order", "user_id": f"u{i}"}).json() for i in range(20)]
+        ids = [
+            client.post("/predict", json={"text": "where is my order", "user_id": f"u{i}"}).json() for i in range(20)
+        ]
         assert wait_flushed(client.app.state.log)
         for i, body in enumerate(ids):
             r = client.post("/feedback", json={"request_id": body["request_id"], "correct": i % 4 != 0})

@@ -67,6 +67,36 @@ def test_assignment_is_sticky_and_honours_the_share():
     assert 0.1 < moved < 0.3  # a new test draws users afresh
 
 
+def test_the_guard_draws_its_share_independently_of_the_test():
+    users = [f"user-{i}" for i in range(20_000)]
+
+    def routes(**kw: Any) -> list[str]:
+        return [assign.route(u, challenger_share=0.1, **kw) for u in users]
+
+    both = routes(challenger_key="7", guard_share=0.05, guard_key="6")
+    assert 0.09 < both.count(assign.CHALLENGER) / len(users) < 0.11
+    assert 0.04 < both.count(assign.PREVIOUS) / len(users) < 0.06  # 5% of the 90% outside the test: 4.5%
+    assert both == routes(challenger_key="7", guard_share=0.05, guard_key="6")  # sticky
+    assert assign.PREVIOUS not in routes(challenger_key="7", guard_share=0.05, guard_key=None)  # no guard running
+    alone = routes(challenger_key=None, guard_share=0.05, guard_key="6")
+    assert assign.CHALLENGER not in alone and 0.04 < alone.count(assign.PREVIOUS) / len(users) < 0.06
+
+
+def test_while_a_guard_runs_previous_keeps_its_share_and_is_logged(make_cfg):
+    source = FakeSource({"champion": "2", "previous": "1"})
+    with _client(make_cfg, source, guard_share=0.3) as client:
+        assert client.get("/ready").json()["previous"] == "1"
+        got = [client.post("/predict", json={"text": "refund please", "user_id": f"u{i}"}).json() for i in range(60)]
+        variants = {(b["variant"], b["model_version"]) for b in got}
+        assert variants == {("champion", "2"), ("previous", "1")}
+        rows = _rows(client)
+        assert {(r["variant"], r["model_version"]) for r in rows} == variants and len(rows) == 60
+        source.map = {"champion": "2"}  # the guard ended (kept): previous leaves the traffic
+        client.app.state.holder.refresh()  # type: ignore[attr-defined]
+        again = [client.post("/predict", json={"text": "refund", "user_id": f"u{i}"}).json() for i in range(30)]
+        assert {b["variant"] for b in again} == {"champion"} and client.get("/ready").json()["previous"] is None
+
+
 def test_predict_routes_users_stickily_and_logs_every_text_once(make_cfg):
     with _client(make_cfg, FakeSource({"champion": "1", "challenger": "2"}), challenger_share=0.5) as client:
         seen: dict[str, set[str]] = {}
