@@ -74,6 +74,7 @@ class Airflow:
         self.procs: list[subprocess.Popen] = []
         self.base = f"http://127.0.0.1:{port}"
         self._token: str | None = None
+        self.credentials: tuple[str, str] | None = None  # None: the all-admins simple auth manager
 
     def start(self) -> None:
         import httpx
@@ -112,7 +113,13 @@ class Airflow:
     def _headers(self) -> dict[str, str]:
         import httpx
 
-        if self._token is None:
+        if self._token is None and self.credentials is not None:
+            user, password = self.credentials
+            r = httpx.post(f"{self.base}/auth/token", json={"username": user, "password": password}, timeout=10)
+            if r.status_code >= 400:
+                raise RuntimeError(f"Airflow refused the credentials of {user!r}: {r.status_code} {r.text[:200]}")
+            self._token = r.json()["access_token"]
+        elif self._token is None:
             # all-admins simple auth manager: GET /auth/token hands out a JWT without credentials
             self._token = httpx.get(f"{self.base}/auth/token", timeout=10).json()["access_token"]
         return {"Authorization": f"Bearer {self._token}"}

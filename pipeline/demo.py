@@ -42,6 +42,8 @@ SIZES: dict[str, dict[str, Any]] = {
             "RETRAIN_SIMULATOR__MESSAGES_PER_DAY": "24",
             # the feedback watcher starts ab_test once 90% of the online phase's feedback is in
             "RETRAIN_AB__TRIGGER_FEEDBACK": "720",
+            # half the simulated users meet the challenger, so that a few hundred requests can decide
+            "RETRAIN_SERVE__CHALLENGER_SHARE": "0.5",
             "RETRAIN_AB__TRIGGER_POLL_S": "2",
             "RETRAIN_FINETUNE__MAX_TRAIN_ROWS": "200",
             "RETRAIN_FINETUNE__EPOCHS": "2",
@@ -56,6 +58,8 @@ SIZES: dict[str, dict[str, Any]] = {
             "RETRAIN_SIMULATOR__MESSAGES_PER_DAY": "30",
             # the feedback watcher starts ab_test once 90% of the online phase's feedback is in
             "RETRAIN_AB__TRIGGER_FEEDBACK": "1800",
+            # half the simulated users meet the challenger, so that a few hundred requests can decide
+            "RETRAIN_SERVE__CHALLENGER_SHARE": "0.5",
             "RETRAIN_AB__TRIGGER_POLL_S": "2",
             "RETRAIN_FINETUNE__MAX_TRAIN_ROWS": "320",
             "RETRAIN_FINETUNE__EPOCHS": "2",

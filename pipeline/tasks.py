@@ -138,13 +138,15 @@ def announce_champion(before: Any) -> Any:
     asset = champion_asset()
 
     @task(outlets=[asset], trigger_rule="none_failed")
-    def announce_champion(champ: dict, *, outlet_events: Any = None) -> dict:
+    def announce_champion(champ: dict | None, *, outlet_events: Any = None) -> dict:
         from airflow.sdk.exceptions import AirflowSkipException
 
         from pipeline import flow
         from pipeline.config import load_config
         from pipeline.results import ChampionInfo
 
+        if champ is None:  # the run ended before it read the champion (no new data): nothing can have moved
+            raise AirflowSkipException("the run did not read the champion")
         extra = flow.champion_event(load_config(), ChampionInfo.from_dict(champ))
         if extra is None:
             raise AirflowSkipException("the champion did not change")

@@ -35,7 +35,10 @@ NUM_PERM = 128
 
 
 def pool_dir(cfg: PipelineConfig) -> Path:
-    return cfg.home_path / "eval_pool"
+    """Under ``artifact_root`` (shared storage when workers are many), never a worker's own home."""
+    from pipeline.paths import local_path
+
+    return local_path(cfg.artifact_root_uri) / "eval_pool"
 
 
 def add(cfg: PipelineConfig, test_uri: str, window_id: str, window_end: str | None) -> int:

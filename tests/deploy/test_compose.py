@@ -167,6 +167,7 @@ def test_the_mlflow_entrypoint_starts_the_auth_app_with_the_artifact_proxy(fake_
         MLFLOW_ARTIFACTS_DESTINATION="s3://mlflow-artifacts",
         MLFLOW_AUTH_DATABASE_URI="postgresql://mlflow:p%&|w@db:5432/mlflow_auth",
         MLFLOW_AUTH_ADMIN_PASSWORD="s3cret",
+        MLFLOW_FLASK_SERVER_SECRET_KEY="k",
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     args = out.stdout.splitlines()[0]
