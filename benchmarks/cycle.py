@@ -13,10 +13,18 @@ it includes the warm start, the replay and the champion-vs-challenger evaluation
 
 Run: ``make bench`` (writes benchmarks/results/cycle.md). Numbers are ratios within one process
 on one machine, never thresholds.
+
+``--stack loopback`` times the same two cycles on real multi-process Airflow instead, twice, in one
+run: on the loopback production stack (:mod:`pipeline.stack_local`: CeleryExecutor, a ``default``
+and a ``training`` worker, the MLflow server with basic auth on PostgreSQL) and on the same stack
+with the LocalExecutor. Per task: its duration and its wait between being queued and starting
+(Airflow's task-instance records); per run: the wall time and the orchestration overhead = wall −
+the tasks' durations. Writes benchmarks/results/cycle_stack.md. Needs PostgreSQL and Redis.
 """
 
 from __future__ import annotations
 
+import argparse
 import functools
 import os
 import platform
@@ -76,7 +84,101 @@ def _write_twin(dag, folder: Path) -> str:
     return dag_id
 
 
+def _stack_cycle(executor: str, root: Path) -> dict:
+    """Both cycles on a loopback stack with ``executor``; the timed run's task records and wall."""
+    from datetime import datetime
+
+    from pipeline.demo import SIZES
+    from pipeline.stack_local import LoopbackStack
+
+    st = LoopbackStack(root / executor, retrain_env=dict(SIZES["small"]["env"]), executor=executor)
+    try:
+        t = time.perf_counter()
+        st.up()
+        startup = time.perf_counter() - t
+        saved = dict(os.environ)
+        os.environ.update(st.pipeline_env(st.root / "bench-home"))
+        from pipeline.config import load_config
+        from pipeline.data import simulator
+
+        cfg = load_config()
+        os.environ.clear()
+        os.environ.update(saved)
+        simulator.write_landing(cfg.simulator, cfg.landing_dir_path, start=date(2025, 1, 1), end=date(2025, 4, 30))
+        st.api.wait_for_dags(["retrain"])
+        print(f"[bench] {executor}: first cycle (makes the champion; not timed)", flush=True)
+        first = st.api.trigger(
+            "retrain", "first", date(2025, 1, 29), {"force_retrain": True, "window_end": "2025-01-29"}
+        )
+        assert st.api.wait_run("retrain", first) == "success"
+        print(f"[bench] {executor}: timed cycle (drift-triggered: warm start, replay, A/B evaluation)", flush=True)
+        rid = st.api.trigger("retrain", "timed", date(2025, 4, 2), {"window_end": "2025-04-02", "trigger": "drift"})
+        assert st.api.wait_run("retrain", rid) == "success"
+        run = st.api.api("GET", f"/dags/retrain/dagRuns/{rid}")
+        tis = st.api.api("GET", f"/dags/retrain/dagRuns/{rid}/taskInstances", params={"limit": 100})["task_instances"]
+
+        def ts(v: str | None) -> datetime | None:
+            return datetime.fromisoformat(v) if v else None
+
+        tasks = {}
+        for ti in tis:
+            start, end, queued = ts(ti.get("start_date")), ts(ti.get("end_date")), ts(ti.get("queued_when"))
+            if start is None or end is None:
+                continue  # skipped
+            wait = (start - queued).total_seconds() if queued else 0.0
+            tasks[ti["task_id"]] = {"seconds": (end - start).total_seconds(), "wait": wait, "queue": ti.get("queue")}
+        wall = (ts(run["end_date"]) - ts(run["start_date"])).total_seconds()  # type: ignore[operator]
+        return {"startup": startup, "wall": wall, "tasks": tasks}
+    finally:
+        st.down()
+
+
+def main_loopback() -> int:
+    root = Path(tempfile.mkdtemp(prefix="bench-stack-"))
+    sys.path.insert(0, str(REPO))
+    res = {ex: _stack_cycle(ex, root) for ex in ("LocalExecutor", "CeleryExecutor")}
+    loc, cel = res["LocalExecutor"], res["CeleryExecutor"]
+    names = [t for t in cel["tasks"] if t in loc["tasks"]]
+    names.sort(key=lambda t: -cel["tasks"][t]["seconds"])
+    lines = [
+        "# Retrain cycle on the loopback stack: CeleryExecutor against LocalExecutor",
+        "",
+        f"`python benchmarks/cycle.py --stack loopback` on {platform.machine()}, {os.cpu_count()} cores; the small "
+        "demo size (MiniLM); both stacks in one run, each with the MLflow server (basic auth) on PostgreSQL. "
+        "Celery: a `default` and a `training` worker (finetune), concurrency 1 each.",
+        "",
+        "| task | Local s | Local wait s | Celery s | Celery wait s | Celery queue | ratio s |",
+        "|---|---:|---:|---:|---:|---|---:|",
+    ]
+    for t in names:
+        a, b = loc["tasks"][t], cel["tasks"][t]
+        lines.append(f"| `{t}` | {a['seconds']:.2f} | {a['wait']:.2f} | {b['seconds']:.2f} | {b['wait']:.2f} | "
+                     f"{b['queue']} | {b['seconds'] / max(a['seconds'], 1e-9):.2f} |")  # fmt: skip
+    row = {}
+    for name, r in res.items():
+        busy = sum(x["seconds"] for x in r["tasks"].values())
+        row[name] = (busy, r["wall"], r["wall"] - busy, sum(x["wait"] for x in r["tasks"].values()), r["startup"])
+    lines += ["", "| | tasks' durations s | DAG run wall s | overhead (wall − durations) s | queued→start waits s | stack start s |",
+              "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for name, (busy, wall, over, waits, startup) in row.items():
+        lines.append(
+            f"| {name} | {busy:.2f} | {wall:.2f} | {over:.2f} ({over / wall:.1%}) | {waits:.2f} | {startup:.1f} |"
+        )
+    lines += ["", f"Celery / Local: DAG wall {row['CeleryExecutor'][1] / row['LocalExecutor'][1]:.2f}x, orchestration "
+              f"overhead {row['CeleryExecutor'][2] / max(row['LocalExecutor'][2], 1e-9):.2f}x."]  # fmt: skip
+    table = "\n".join(lines)
+    print(table)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "cycle_stack.md").write_text(table + "\n")
+    print(f"\nwritten to {RESULTS / 'cycle_stack.md'}")
+    return 0
+
+
 def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--stack", choices=("inprocess", "loopback"), default="inprocess")
+    if ap.parse_args().stack == "loopback":
+        return main_loopback()
     home = Path(tempfile.mkdtemp(prefix="bench-cycle-"))
     dag_folder = _setup_env(home)
 

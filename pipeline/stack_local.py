@@ -49,6 +49,7 @@ class LoopbackStack:
     user: str = "admin"
     password: str = field(default_factory=lambda: secrets.token_urlsafe(16))
     mlflow_password: str = field(default_factory=lambda: secrets.token_urlsafe(16))
+    executor: str = "CeleryExecutor"  # LocalExecutor: the same stack without Celery (benchmarks/cycle.py)
 
     def __post_init__(self) -> None:
         self.dbs = {k: f"stack_{self.tag}_{k}" for k in ("airflow", "mlflow", "mlflow_auth", "retrain")}
@@ -103,7 +104,7 @@ class LoopbackStack:
             "AIRFLOW_HOME": str(home / "airflow"),
             "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+            "AIRFLOW__CORE__EXECUTOR": self.executor,
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.db_url("airflow"),
             "AIRFLOW__CELERY__BROKER_URL": f"{self.redis}/{self.redis_db}",
             "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + self.db_url("airflow"),
@@ -143,7 +144,7 @@ class LoopbackStack:
         self._start("api-server", ["api-server", "--port", str(self.airflow_port), "--workers", "1"])
         self._start("scheduler", ["scheduler"])
         self._start("dag-processor", ["dag-processor"])
-        for i, (name, queue) in enumerate(WORKERS.items()):
+        for i, (name, queue) in enumerate(WORKERS.items() if self.executor == "CeleryExecutor" else ()):
             extra = {"AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port(18793 + 10 * i))}
             self._start(f"worker-{name}", ["celery", "worker", "--queues", queue, "--concurrency", "1",
                                            "--celery-hostname", f"{name}@%h"], extra)  # fmt: skip
