@@ -30,6 +30,17 @@ def free_port(preferred: int) -> int:
     raise RuntimeError(f"no free port near {preferred}")
 
 
+# every process the project starts: no hub, no telemetry, unbuffered logs
+QUIET_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "GX_ANALYTICS_ENABLED": "False",
+    "GIT_PYTHON_REFRESH": "quiet",
+    "PYTHONUNBUFFERED": "1",
+}
+
+
 def airflow_env(home: Path, port: int, extra: dict[str, str] | None = None) -> dict[str, str]:
     """Environment for every Airflow process of the demo (and for `make airflow-ui`)."""
     env = dict(os.environ)
@@ -50,12 +61,7 @@ def airflow_env(home: Path, port: int, extra: dict[str, str] | None = None) -> d
             # catchup is off, so the scheduler itself only ever schedules the next real season start.
             # The monitor runs only when triggered: the demo replays its windows.
             "RETRAIN_SCHEDULE__MONITOR_CRON": "null",
-            "HF_HUB_OFFLINE": "1",
-            "TRANSFORMERS_OFFLINE": "1",
-            "TOKENIZERS_PARALLELISM": "false",
-            "GX_ANALYTICS_ENABLED": "False",
-            "GIT_PYTHON_REFRESH": "quiet",
-            "PYTHONUNBUFFERED": "1",
+            **QUIET_ENV,
         }
     )
     env.update(extra or {})

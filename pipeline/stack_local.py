@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import servers
-from pipeline.airflow_local import Airflow, airflow_bin, free_port
+from pipeline.airflow_local import QUIET_ENV, Airflow, airflow_bin, free_port
 from pipeline.config import REPO_ROOT
 
 WORKERS = {"default": "default", "training": "training"}  # worker name -> queue
@@ -87,12 +87,7 @@ class LoopbackStack:
             "RETRAIN_AB__TRIGGER_FEEDBACK": "0",
             "MLFLOW_TRACKING_USERNAME": "admin",
             "MLFLOW_TRACKING_PASSWORD": self.mlflow_password,
-            "HF_HUB_OFFLINE": "1",
-            "TRANSFORMERS_OFFLINE": "1",
-            "TOKENIZERS_PARALLELISM": "false",
-            "GX_ANALYTICS_ENABLED": "False",
-            "GIT_PYTHON_REFRESH": "quiet",
-            "PYTHONUNBUFFERED": "1",
+            **QUIET_ENV,
             **self.retrain_env,
         }
 

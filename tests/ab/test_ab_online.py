@@ -32,23 +32,30 @@ def registered(make_cfg, intent_dir: Path):
     return cfg
 
 
-def _traffic(cfg, acc_champion: float, acc_challenger: float, n: int, seed: int = 0) -> datetime:
-    """n judged predictions per variant over the last day, right at the given accuracies (feedback
-    arrives now). Returns when the test began."""
+def _judged(cfg, arms: tuple[tuple[str, str, float], ...], n: int, t0: datetime, step: timedelta, seed: int) -> None:
+    """n judged predictions per (variant, version, accuracy) arm from t0 on, one per ``step``."""
     rng = np.random.default_rng(seed)
     plog = PredictionLog(cfg.serving_log_url, buffer_max=10**6, flush_interval_s=1)
-    t0 = datetime.now(UTC) - timedelta(days=1)
     truths = []
     for i in range(n):
-        for variant, version, acc in (("champion", "1", acc_champion), ("challenger", "2", acc_challenger)):
-            rid = f"{variant}-{i}"
-            plog.record([{"request_id": rid, "ts": t0 + timedelta(minutes=i), "user_key": "u" * 32,
+        for variant, version, acc in arms:
+            rid = f"{variant}-{version}-{i}"
+            plog.record([{"request_id": rid, "ts": t0 + i * step, "user_key": "u" * 32,
                           "variant": variant, "model_version": version, "label": "order_status",
                           "confidence": 0.8, "latency_ms": 3.0, "text": "where is my order"}])  # fmt: skip
             truths.append((rid, bool(rng.random() < acc)))
     plog.flush()
     for rid, right in truths:
         plog.feedback(rid, label=None, correct=right)
+
+
+def _traffic(cfg, acc_champion: float, acc_challenger: float, n: int, seed: int = 0) -> datetime:
+    """The A/B test: champion v1 and challenger v2 over the last day (feedback arrives now). Returns
+    when the test began."""
+    t0 = datetime.now(UTC) - timedelta(days=1)
+    _judged(
+        cfg, (("champion", "1", acc_champion), ("challenger", "2", acc_challenger)), n, t0, timedelta(minutes=1), seed
+    )
     return t0
 
 
@@ -112,20 +119,8 @@ def test_too_little_feedback_continues_and_moves_nothing(registered):
 
 
 def _guard_traffic(cfg, acc_champion: float, acc_previous: float, n: int, t0: datetime, seed: int = 1) -> None:
-    """n judged predictions each of the guarded champion (v2) and of previous (v1), from t0 on."""
-    rng = np.random.default_rng(seed)
-    plog = PredictionLog(cfg.serving_log_url, buffer_max=10**6, flush_interval_s=1)
-    truths = []
-    for i in range(n):
-        for variant, version, acc in (("champion", "2", acc_champion), ("previous", "1", acc_previous)):
-            rid = f"g-{variant}-{i}"
-            plog.record([{"request_id": rid, "ts": t0 + timedelta(seconds=i), "user_key": "u" * 32,
-                          "variant": variant, "model_version": version, "label": "order_status",
-                          "confidence": 0.8, "latency_ms": 3.0, "text": "where is my order"}])  # fmt: skip
-            truths.append((rid, bool(rng.random() < acc)))
-    plog.flush()
-    for rid, right in truths:
-        plog.feedback(rid, label=None, correct=right)
+    """The guard: the guarded champion (v2) and previous (v1), from t0 on."""
+    _judged(cfg, (("champion", "2", acc_champion), ("previous", "1", acc_previous)), n, t0, timedelta(seconds=1), seed)
 
 
 @pytest.fixture
