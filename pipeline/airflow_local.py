@@ -190,5 +190,17 @@ class Airflow:
         runs = self.api("GET", f"/dags/{dag_id}/dagRuns", params={"run_type": run_type, "limit": 100})["dag_runs"]
         return [r["dag_run_id"] for r in runs]
 
+    def new_run(self, dag_id: str, run_type: str, seen: set[str], timeout: float) -> str | None:
+        """The first run of ``dag_id`` of ``run_type`` not in ``seen`` within ``timeout`` s (e.g. one
+        the scheduler started from an asset event), else None."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            new = [r for r in self.run_ids(dag_id, run_type) if r not in seen]
+            if new:
+                return new[0]
+            self._check_alive()
+            time.sleep(2)
+        return None
+
     def task_state(self, dag_id: str, run_id: str, task_id: str) -> str | None:
         return self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}").get("state")

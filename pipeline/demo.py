@@ -316,13 +316,10 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
 
 
 def _wait_asset_run(af: Airflow, seen: set[str], timeout: float = 180) -> str:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        new = [r for r in af.run_ids("retrain", "asset_triggered") if r not in seen]
-        if new:
-            return new[0]
-        time.sleep(2)
-    raise RuntimeError("the scheduler did not start an asset-triggered retrain run within 3 minutes")
+    run_id = af.new_run("retrain", "asset_triggered", seen, timeout)
+    if run_id is None:
+        raise RuntimeError("the scheduler did not start an asset-triggered retrain run within 3 minutes")
+    return run_id
 
 
 def serve(what: str) -> int:

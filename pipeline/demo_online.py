@@ -48,19 +48,6 @@ def _messages(cfg: Any) -> list[tuple[str, str]]:
     return list(zip(df["text"].astype(str), df["label"].astype(str), strict=True))
 
 
-def _watcher_run(af: Airflow, before: set[str], timeout: float = 120) -> str | None:
-    """The ab_test run the feedback watcher's asset event started (the triggerer polls the log)."""
-    import time
-
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        new = [r for r in af.run_ids("ab_test", "asset_triggered") if r not in before]
-        if new:
-            return new[0]
-        time.sleep(2)
-    return None
-
-
 def run(cfg: Any, af: Airflow, env: dict[str, str], day: date, requests: int) -> str:
     """Serve, send ``requests`` predictions with feedback, let ``ab_test`` decide; returns a summary."""
     import httpx
@@ -98,7 +85,8 @@ def run(cfg: Any, af: Airflow, env: dict[str, str], day: date, requests: int) ->
     finally:
         servers.stop_group(proc)
         log_file.close()
-    run_id, how = _watcher_run(af, before), "started by the feedback watcher"
+    # the ab_test run the feedback watcher's asset event started (the triggerer polls the log)
+    run_id, how = af.new_run("ab_test", "asset_triggered", before, timeout=120), "started by the feedback watcher"
     if run_id is None:  # the watcher did not fire (fewer judged predictions than ab.trigger_feedback)
         run_id, how = f"demo_ab_test_{day.isoformat()}", "triggered by the demo"
         af.trigger("ab_test", run_id, day, {})
