@@ -70,7 +70,13 @@ def retrain():
         logging.getLogger("retrain").info("train=%s: %s", train, why)
         return train
 
-    @task(retries=1, queue=CONFIG.finetune.queue)  # a GPU worker's queue in a scaled-out deployment
+    @task(  # a GPU worker's queue (Celery) or a GPU pod template (Kubernetes) in a scaled-out deployment
+        retries=1,
+        queue=CONFIG.finetune.queue,
+        executor_config={"pod_template_file": CONFIG.finetune.pod_template_file}
+        if CONFIG.finetune.pod_template_file
+        else None,
+    )
     def finetune(plan: dict, ingested: dict, champ: dict) -> dict:
         from pipeline import flow
         from pipeline.config import load_config

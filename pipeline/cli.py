@@ -91,17 +91,18 @@ def _echo(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, default=str))
 
 
-def _run_dir(cfg, run_id: str) -> Path:
-    return paths.run_dir(cfg.artifact_root_uri, paths.pipeline_run_id("cli", run_id))
+def _run_file(cfg, run_id: str, name: str) -> str:
+    return paths.join(paths.run_dir(cfg.artifact_root_uri, paths.pipeline_run_id("cli", run_id)), name)
 
 
 def _plan(cfg, run_id: str):
-    from pipeline import flow
+    from pipeline import flow, storage
 
-    p = _run_dir(cfg, run_id) / "plan.json"
-    if not p.is_file():
+    p = _run_file(cfg, run_id, "plan.json")
+    text = storage.read_text(p)
+    if text is None:
         raise PipelineError(f"run {run_id!r}: no plan at {p}; start it with `retrain ingest --run-id {run_id}`")
-    return flow.Plan.from_dict(json.loads(p.read_text()))
+    return flow.Plan.from_dict(json.loads(text))
 
 
 def _done(cfg, run_id: str, step: str, cls: type[R]) -> R:
@@ -122,9 +123,9 @@ def _champion(cfg, run_id: str):
     from pipeline import flow, storage
     from pipeline.results import ChampionInfo
 
-    p = _run_dir(cfg, run_id) / "champion.json"
-    if p.is_file():
-        return ChampionInfo.from_dict(json.loads(p.read_text()))
+    p = _run_file(cfg, run_id, "champion.json")
+    if (text := storage.read_text(p)) is not None:
+        return ChampionInfo.from_dict(json.loads(text))
     champ = flow.champion(cfg)
     storage.write_json_atomic(p, champ.to_dict())
     return champ
@@ -170,8 +171,8 @@ def _start(cfg, run_id: str, consumer: str, window_start: str | None, window_end
     """Record the run's plan once; later commands with the same --run-id reuse it."""
     from pipeline import flow, storage
 
-    plan_path = _run_dir(cfg, run_id) / "plan.json"
-    if not plan_path.is_file():
+    plan_path = _run_file(cfg, run_id, "plan.json")
+    if not paths.exists(plan_path):
         plan = flow.Plan(
             pipeline_run_id=paths.pipeline_run_id("cli", run_id),
             consumer=consumer,
@@ -355,7 +356,7 @@ def calibrate(
                 if (since is None or r.window_end >= since) and (until is None or r.window_end <= until)
             ]
             uris = [u for r in chosen for u in r.current_uris]
-        files = [u for u in dict.fromkeys(uris) if Path(paths.local_path(u)).is_file()]
+        files = [u for u in dict.fromkeys(uris) if paths.exists(u)]
         if not files:
             raise PipelineError(
                 f"calibrate: no curated window files for {since or 'the start'}..{until or 'now'} in the drift history "

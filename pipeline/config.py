@@ -62,8 +62,14 @@ class PipelineConfig(BaseSettings):
         description="Project-local folder for Airflow home, MLflow store, artifacts, landing and watermarks.",
         json_schema_extra={"doc_default": ".retrain"},
     )
-    artifact_root: str | None = Field(None, description="Curated data and reports; default {home}/artifacts.")
-    state_dir: str | None = Field(None, description="Ingest watermarks; default {home}/state.")
+    artifact_root: str | None = Field(
+        None,
+        description="Curated data, reports, the eval pool: a path or any fsspec URL (s3://bucket/prefix, shared by "
+        "workers); default {home}/artifacts.",
+    )
+    state_dir: str | None = Field(
+        None, description="Ingest watermarks: a path or any fsspec URL; default {home}/state."
+    )
     ingest: IngestConfig = Field(default_factory=IngestConfig, description="Reading landing files.")
     # `validate` would shadow BaseModel.validate: stored as validate_, spelled `validate` in YAML and env
     validate_: ValidateConfig = Field(
@@ -123,8 +129,15 @@ class PipelineConfig(BaseSettings):
         return self.artifact_root or str(self.home_path / "artifacts")
 
     @property
-    def state_dir_path(self) -> Path:
-        return Path(self.state_dir).expanduser().resolve() if self.state_dir else self.home_path / "state"
+    def state_dir_uri(self) -> str:
+        """``state_dir`` as a resolved local path or a URL (``s3://...``); default {home}/state."""
+        from pipeline import paths
+
+        if not self.state_dir:
+            return str(self.home_path / "state")
+        return (
+            str(Path(self.state_dir).expanduser().resolve()) if paths.scheme(self.state_dir) == "" else self.state_dir
+        )
 
     @property
     def serving_log_url(self) -> str:

@@ -211,6 +211,10 @@ class FinetuneConfig(Section):
         "training", min_length=1, description="Airflow queue of the finetune task (CeleryExecutor: the workers "
         "started with `--queues training`); every other task runs on Airflow's default queue.",
     )  # fmt: skip
+    pod_template_file: str | None = Field(
+        None, description="KubernetesExecutor only: the pod template of the finetune task's pod (a GPU node "
+        "selector, tolerations and limits; docker/helm/values-kubernetes.yaml mounts one); other executors ignore it.",
+    )  # fmt: skip
     replay_fraction: float = Field(
         0.5,
         ge=0,

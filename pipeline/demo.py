@@ -110,10 +110,12 @@ def timeline(
 
 
 def _marker(cfg: Any, dag_id: str, run_id: str, step: str) -> dict[str, Any] | None:
-    from pipeline import paths
+    from pipeline import paths, storage
 
-    p = paths.step_dir(cfg.artifact_root_uri, paths.pipeline_run_id(dag_id, run_id), step) / "_SUCCESS"
-    return json.loads(p.read_text()) if p.is_file() else None
+    text = storage.read_text(
+        paths.join(paths.step_dir(cfg.artifact_root_uri, paths.pipeline_run_id(dag_id, run_id), step), "_SUCCESS")
+    )
+    return None if text is None else json.loads(text)
 
 
 def collect(cfg: Any, row: Row, af: Airflow) -> None:
@@ -121,15 +123,16 @@ def collect(cfg: Any, row: Row, af: Airflow) -> None:
         row.info[step] = _marker(cfg, row.dag_id, row.run_id, step)
     if row.state == "failed":
         from pipeline import paths
+        from pipeline.steps.validate import read_failure
 
         tis = af.api("GET", f"/dags/{row.dag_id}/dagRuns/{row.run_id}/taskInstances")["task_instances"]
         failed = [t["task_id"] for t in tis if t["state"] == "failed"]
         row.info["failed_task"] = failed[0] if failed else "?"
-        marker = (
-            paths.step_dir(cfg.artifact_root_uri, paths.pipeline_run_id(row.dag_id, row.run_id), "validate") / "_FAILED"
+        failure = read_failure(
+            paths.step_dir(cfg.artifact_root_uri, paths.pipeline_run_id(row.dag_id, row.run_id), "validate")
         )
-        if marker.is_file():
-            row.info["error"] = json.loads(marker.read_text()).get("error")
+        if failure is not None:
+            row.info["error"] = failure.get("error")
 
 
 def _outcome(ev: dict[str, Any] | None, reassessed: dict[str, Any] | None) -> str:

@@ -41,7 +41,10 @@ def _challenger(cfg: Any) -> tuple[str | None, str | None]:
 def _messages(cfg: Any) -> list[tuple[str, str]]:
     import pandas as pd
 
-    tests = sorted(Path(cfg.artifact_root_uri).glob("*/ingest/test.parquet"), key=lambda p: p.stat().st_mtime)
+    from pipeline import paths
+
+    root = paths.local_path(cfg.artifact_root_uri)  # the demo runs on a local artifact_root
+    tests = sorted(root.glob("*/ingest/test.parquet"), key=lambda p: p.stat().st_mtime)
     if not tests:
         return []
     df = pd.read_parquet(tests[-1], columns=["text", "label"])

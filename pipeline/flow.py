@@ -257,6 +257,8 @@ def register(
         out_dir=step_out(cfg, plan, "register"),
         tags=tags,
         train_data_uri=ft.train_data_uri,
+        reference_uris=window_uris(ing) if ing is not None else (),
+        lineage_run_id=ft.mlflow_run_id,
     )
     monitor.record_retrain(
         cfg,

@@ -18,7 +18,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline import paths, registry, registry_history, tracking
+from pipeline import lineage, paths, registry, registry_history, tracking
 from pipeline.config import PipelineConfig
 from pipeline.errors import PipelineError, RegistryError
 from pipeline.results import ChampionInfo, EvaluateResult, IngestResult
@@ -138,7 +138,8 @@ def standing(cfg: PipelineConfig, champion_version: str | None) -> Standing | No
     looks = registry_history.evidence(cfg.registry_history_url, name, version, champion_version)
     if not looks or looks[-1].outcome != "insufficient_evidence":
         return None
-    return Standing(version, registry.model_version_uri(name, version), tags.get(registry.TAG_TRAIN_DATA), tuple(looks))
+    train_data = lineage.resolve(c, tags.get(registry.TAG_TRAIN_DATA), mv.run_id, lineage.TRAIN_DATA)
+    return Standing(version, registry.model_version_uri(name, version), train_data, tuple(looks))
 
 
 def reassess(cfg: PipelineConfig, run_id: str, ing: IngestResult, champ: ChampionInfo, window_end: str | None) -> dict[str, Any] | None:  # fmt: skip

@@ -29,7 +29,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 from mlflow.tracking import MlflowClient
 
-from pipeline import paths, tracking
+from pipeline import lineage, paths, tracking
 from pipeline.config import PipelineConfig
 from pipeline.errors import RegistryError
 from pipeline.results import ChampionInfo
@@ -88,7 +88,7 @@ def get_champion(cfg: PipelineConfig) -> ChampionInfo:
         model_name=name,
         version=version,
         model_uri=model_version_uri(name, version),
-        train_data_uri=tags.get(TAG_TRAIN_DATA),
+        train_data_uri=lineage.resolve(c, tags.get(TAG_TRAIN_DATA), mv.run_id, lineage.TRAIN_DATA),
         accuracy=_float(tags.get("challenger_accuracy")),
     )
     log.info("registry %s: champion of %s is version %s (%s)", cfg.registry_uri, name, version, info.model_uri)
@@ -149,8 +149,8 @@ def replay_source(cfg: PipelineConfig, champion: ChampionInfo) -> tuple[str, ...
         f"name = {_quote(cfg.register.model_name)} and tags.evaluated_against_version = {_quote(champion.version)}"
     )
     for mv in sorted(found, key=lambda v: -int(v.version)):
-        uri = (mv.tags or {}).get(TAG_TRAIN_DATA)
-        if uri and int(mv.version) > int(champion.version) and paths.local_path(uri).exists():
+        uri = lineage.resolve(c, (mv.tags or {}).get(TAG_TRAIN_DATA), mv.run_id, lineage.TRAIN_DATA)
+        if uri and int(mv.version) > int(champion.version) and paths.exists(uri):
             log.info("replay: v%s's training data too (trained from champion v%s)", mv.version, champion.version)
             return (uri, *own)
     return own

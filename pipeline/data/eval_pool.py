@@ -16,14 +16,15 @@ Each window's test split joins the pool when its run commits (one Parquet file p
 from __future__ import annotations
 
 import logging
-import os
 import re
+import tempfile
 from collections.abc import Iterable
 from datetime import date, timedelta
 from pathlib import Path
 
 import pandas as pd
 
+from pipeline import paths, storage
 from pipeline.config import PipelineConfig
 
 log = logging.getLogger(__name__)
@@ -34,29 +35,26 @@ _WORD = re.compile(r"\w+")
 NUM_PERM = 128
 
 
-def pool_dir(cfg: PipelineConfig) -> Path:
+def pool_dir(cfg: PipelineConfig) -> str:
     """Under ``artifact_root`` (shared storage when workers are many), never a worker's own home."""
-    from pipeline.paths import local_path
-
-    return local_path(cfg.artifact_root_uri) / "eval_pool"
+    return paths.join(cfg.artifact_root_uri, "eval_pool")
 
 
 def add(cfg: PipelineConfig, test_uri: str, window_id: str, window_end: str | None) -> int:
-    """Add a window's test split (idempotent per ``window_id``); returns the rows added (0 when present)."""
-    from pipeline.paths import local_path
+    """Add a window's test split (idempotent per ``window_id``); returns the rows added (0 when present).
 
-    target = pool_dir(cfg) / f"{_UNSAFE.sub('_', window_id)}.parquet"
-    src = local_path(test_uri)
-    if target.exists() or not src.exists():
+    Each window's file is written once, whole (a rename, or one PUT on object storage)."""
+    target = paths.join(pool_dir(cfg), f"{_UNSAFE.sub('_', window_id)}.parquet")
+    if paths.exists(target) or not paths.exists(test_uri):
         return 0
-    df = pd.read_parquet(src)
+    df = pd.read_parquet(paths.local_path(test_uri))
     if df.empty:
         return 0
     df = df.assign(window_end=(window_end or "")[:10], segment=df.get("segment"))[list(COLUMNS)]
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    df.to_parquet(tmp, index=False)
-    os.replace(tmp, target)
+    with tempfile.TemporaryDirectory(prefix="eval-pool-") as tmp:
+        local = Path(tmp) / "window.parquet"
+        df.to_parquet(local, index=False)
+        storage.put_file(local, target)
     log.info("eval pool: %d test rows of %s joined the pool", len(df), window_id)
     return len(df)
 
@@ -73,7 +71,7 @@ def _stratified(df: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
 
 def load(cfg: PipelineConfig, *, as_of: str | None, exclude_ids: Iterable[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(pool, memory) as of the window ending ``as_of``; ``exclude_ids`` (the window's own rows) left out."""
-    files = sorted(pool_dir(cfg).glob("*.parquet"))
+    files = [paths.local_path(u) for u in paths.listdir(pool_dir(cfg), "*.parquet")]
     empty = pd.DataFrame(columns=list(COLUMNS))
     if not files:
         return empty, empty

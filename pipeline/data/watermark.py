@@ -9,6 +9,10 @@ sees every file exactly once; consumers are independent of each other. A file wh
 since it was ingested counts as new. A file claimed by the same run id counts as pending again, so a
 retry of that run re-reads what it had claimed instead of finding nothing.
 
+``state_dir`` may be a remote URL (see :mod:`pipeline.paths`): the ledger is then one object,
+replaced by one PUT. Runs of one consumer never overlap (the DAGs run one at a time), so the
+read-merge-write of :meth:`Watermark.commit` has a single writer.
+
 Stdlib only (light module).
 """
 
@@ -21,9 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
+from pipeline import paths
 from pipeline.errors import IngestError
 from pipeline.paths import safe_name
-from pipeline.storage import write_json_atomic
+from pipeline.storage import read_text, write_json_atomic
 
 LEDGER_VERSION = 1
 
@@ -54,28 +59,33 @@ def _key(path: str | Path) -> str:
 class Watermark:
     """One consumer's ledger. Load it, ask what is :meth:`pending`, :meth:`commit` after publishing."""
 
-    path: Path
+    state_dir: str
     consumer: str
     entries: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @classmethod
-    def ledger_path(cls, state_dir: str | Path, consumer: str) -> Path:
-        return Path(state_dir) / f"watermark-{safe_name(consumer)}.json"
+    def ledger_path(cls, state_dir: str | Path, consumer: str) -> str:
+        return paths.join(state_dir, f"watermark-{safe_name(consumer)}.json")
 
     @classmethod
     def load(cls, state_dir: str | Path, consumer: str) -> Watermark:
         """The consumer's ledger; an empty one when the file does not exist yet."""
         path = cls.ledger_path(state_dir, consumer)
-        if not path.exists():
-            return cls(path=path, consumer=consumer)
         try:
-            data = json.loads(path.read_text())
+            text = read_text(path)
+            if text is None:
+                return cls(state_dir=str(state_dir), consumer=consumer)
+            data = json.loads(text)
             entries = data["files"]
             if not isinstance(entries, dict):
                 raise TypeError("'files' is not a mapping")
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise IngestError(f"watermark {path}: cannot be read ({exc}); fix or remove it to re-ingest") from exc
-        return cls(path=path, consumer=consumer, entries={str(k): dict(v) for k, v in entries.items()})
+        return cls(state_dir=str(state_dir), consumer=consumer, entries={str(k): dict(v) for k, v in entries.items()})
+
+    @property
+    def path(self) -> str:
+        return self.ledger_path(self.state_dir, self.consumer)
 
     def is_ingested(self, path: str | Path, sha256: str, run_id: str) -> bool:
         """True when this content of ``path`` was ingested by a run other than ``run_id``."""
@@ -96,7 +106,7 @@ class Watermark:
 
         Re-reads the ledger first so entries written since :meth:`load` are kept.
         """
-        current = Watermark.load(self.path.parent, self.consumer).entries if self.path.exists() else {}
+        current = Watermark.load(self.state_dir, self.consumer).entries
         current.update(self.entries)
         for f, digest in files_with_hashes:
             current[_key(f)] = {"sha256": digest, "pipeline_run_id": run_id}

@@ -86,16 +86,33 @@ def references(cfg: PipelineConfig, champ: ChampionInfo, window_end: str | None)
     retrains = [r for r in rows if r.kind == "retrain" and r.reference_after]
     reference: tuple[str, ...] = ()
     if champ.train_data_uri is not None:  # no champion: nothing to compare with (first model)
-        reference = retrains[-1].reference_after if retrains else (champ.train_data_uri,)
+        reference = _reference_after(cfg, retrains[-1]) if retrains else (champ.train_data_uri,)
     calibration = next((r.test_uri for r in reversed(retrains) if r.model_version == champ.version), None)
     seasonal: tuple[str, ...] = ()
     season = None
     if window_end:
         season, first, last = season_window(cfg, window_end)
         uris = [u for r in rows if r.kind == "check" and first <= r.window_end <= last for u in r.current_uris]
-        seasonal = tuple(u for u in dict.fromkeys(uris) if Path(paths.local_path(u)).exists())
+        seasonal = tuple(u for u in dict.fromkeys(uris) if paths.exists(u))
         season = f"{season} ({first}..{last})" if seasonal else None
     return References(reference, seasonal, season, calibration)
+
+
+def _reference_after(cfg: PipelineConfig, row: history.Row) -> tuple[str, ...]:
+    """The retrain's window files, or their MLflow copies (lineage) where ``artifact_root`` lost them."""
+    from mlflow.exceptions import MlflowException
+
+    from pipeline import lineage, tracking
+
+    if all(paths.exists(u) for u in row.reference_after) or row.model_version is None:
+        return row.reference_after
+    c = tracking.client(cfg)
+    try:
+        run_id = c.get_model_version(cfg.register.model_name, row.model_version).run_id
+    except MlflowException as exc:  # the version was deleted: its files are what they are
+        log.warning("drift reference: version %s cannot be read (%s)", row.model_version, exc)
+        return row.reference_after
+    return lineage.resolve_all(c, row.reference_after, run_id, lineage.REFERENCE)
 
 
 def _recent_accuracy(rows: list[history.Row], champ: ChampionInfo, n: int) -> float | None:

@@ -82,7 +82,7 @@ def run(
         return done
 
     dcfg = cfg.drift
-    final = Path(out_dir)
+    final = str(out_dir)
     with tracking.step_run(cfg, pipeline_run_id, STEP) as mlrun:
         mlflow.set_tags(
             {
@@ -150,8 +150,8 @@ def run(
                 label_drift_score=label_score,
                 text_drift_detected=flags.get("text", False),
                 label_drift_detected=flags.get("label_prior", False),
-                report_html_uri=str(final / HTML_FILE),
-                report_json_uri=str(final / JSON_FILE),
+                report_html_uri=paths.join(final, HTML_FILE),
+                report_json_uri=paths.join(final, JSON_FILE),
                 reference_rows=len(reference),
                 current_rows=len(full),
                 mlflow_run_id=mlrun.info.run_id,
@@ -244,11 +244,7 @@ def _model_signals(
 ) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any] | None]:
     from pipeline.monitoring import signals
 
-    calibration = (
-        _read([calibration_uri], "calibration")
-        if calibration_uri and Path(paths.local_path(calibration_uri)).exists()
-        else None
-    )
+    calibration = _read([calibration_uri], "calibration") if calibration_uri and paths.exists(calibration_uri) else None
     temperature = signals.calibration_temperature(model, calibration)
     return signals.model_signals(model, current, reference, dcfg, temperature=temperature)
 

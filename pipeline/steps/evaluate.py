@@ -22,14 +22,13 @@ import math
 import re
 import time
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 import mlflow
 import numpy as np
 import pandas as pd
 
-from pipeline import storage, tracking
+from pipeline import paths, storage, tracking
 from pipeline.config import PipelineConfig
 from pipeline.data import eval_pool
 from pipeline.errors import PipelineError
@@ -48,10 +47,9 @@ _METRIC_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_\-. /]")
 
 
 def _read_test(test_uri: str) -> pd.DataFrame:
-    path = local_path(test_uri)
-    if not path.exists():
+    if not paths.exists(test_uri):
         raise PipelineError(f"evaluate: test split {test_uri} does not exist")
-    df = pd.read_parquet(path)
+    df = pd.read_parquet(local_path(test_uri))
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
     if missing:
         raise PipelineError(f"evaluate: test split {test_uri} lacks column(s) {', '.join(missing)}")
@@ -65,9 +63,8 @@ def _read_test(test_uri: str) -> pd.DataFrame:
 def _train_texts(uris: list[str]) -> list[str]:
     out: list[str] = []
     for uri in uris:
-        path = local_path(uri)
-        if path.exists():
-            out += pd.read_parquet(path, columns=["text"])["text"].astype(str).tolist()
+        if paths.exists(uri):
+            out += pd.read_parquet(local_path(uri), columns=["text"])["text"].astype(str).tolist()
     return out
 
 
@@ -192,7 +189,7 @@ def run(
     memory = (rows["slice"] == "memory").to_numpy()
     segments = rows["segment"].to_numpy(dtype=object)
     log.info("evaluate: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
-    decision_path = Path(out_dir).absolute() / DECISION
+    decision_path = paths.join(paths.absolute(out_dir), DECISION)
 
     with storage.staged_dir(out_dir) as stage, tracking.step_run(cfg, pipeline_run_id, "evaluate") as mlrun:
         models = {"challenger": _Model(challenger_uri, "challenger")}
@@ -234,7 +231,7 @@ def run(
             promote=gd.promote,
             is_first_model=champion_uri is None,
             reasons=gd.reasons,
-            decision_uri=str(decision_path),
+            decision_uri=decision_path,
             challenger_accuracy=summaries["challenger"]["eval"]["accuracy"],
             challenger_macro_f1=summaries["challenger"]["eval"]["macro_f1"],
             champion_accuracy=summaries["champion"]["eval"]["accuracy"] if "champion" in summaries else None,

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -35,7 +34,7 @@ import pandas as pd
 import torch
 from mlflow.exceptions import MlflowException
 
-from pipeline import storage, tracking
+from pipeline import paths, storage, tracking
 from pipeline.config import PipelineConfig
 from pipeline.data import sampling
 from pipeline.data.sampling import label_order, required_labels, stratified_sample
@@ -127,7 +126,7 @@ def run(
         return done
 
     ft = cfg.finetune
-    final = Path(out_dir)
+    final = str(out_dir)
     new = _read_frame(train_uri, "train")
     val = _read_frame(val_uri, "val")
     log.info("finetune: read train %s (%d rows), val %s (%d rows)", train_uri, len(new), val_uri, len(val))
@@ -228,7 +227,7 @@ def run(
                     "device": device,
                 }
             )
-            train_data_path = final / TRAIN_DATA_FILE
+            train_data_path = paths.join(final, TRAIN_DATA_FILE)
             mlflow.set_tags(
                 {
                     "warm_started_from": warm_from or "none",
@@ -294,7 +293,7 @@ def run(
             result = FinetuneResult(
                 model_uri=info.model_uri,
                 mlflow_run_id=run_id,
-                model_dir=str(final / MODEL_SUBDIR),
+                model_dir=paths.join(final, MODEL_SUBDIR),
                 labels=tuple(labels),
                 train_rows=len(train),
                 replay_rows=replay_rows,

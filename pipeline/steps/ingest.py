@@ -27,7 +27,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline import storage
+from pipeline import paths, storage
 from pipeline.config import PipelineConfig
 from pipeline.data.cleaning import REASON_CODES, clean
 from pipeline.data.sources import file_date, list_landing_files, read_landing_file
@@ -114,7 +114,7 @@ def commit(cfg: PipelineConfig, result: IngestResult) -> int:
     ``retrain run``). Idempotent: a file already committed with the same content is left alone.
     """
     manifest = json.loads(local_path(result.manifest_uri).read_text())
-    wm = Watermark.load(cfg.state_dir_path, result.consumer)
+    wm = Watermark.load(cfg.state_dir_uri, result.consumer)
     todo = [
         (f["path"], f["sha256"])
         for f in manifest.get("files", [])
@@ -165,10 +165,12 @@ def run(
             raise _empty_window(done)
         return done
 
-    try:
-        landing = local_path(landing_uri)
-    except ValueError as exc:
-        raise IngestError(f"landing folder {landing_uri}: {exc}") from exc
+    if not paths.is_local(landing_uri):  # files are keyed by path in the watermark and listed live
+        raise IngestError(
+            f"landing folder {landing_uri}: must be a local or mounted path (file://); remote URLs are for "
+            "artifact_root and state_dir"
+        )
+    landing = local_path(landing_uri)
     if not landing.is_dir():
         raise IngestError(f"landing folder {landing} does not exist")
     formats = cfg.ingest.formats
@@ -189,7 +191,7 @@ def run(
         for f in all_files
         if (fd := file_date(f)) is not None and (lo is None or fd >= lo) and (hi is None or fd <= hi)
     ]
-    wm = Watermark.load(cfg.state_dir_path, consumer)
+    wm = Watermark.load(cfg.state_dir_uri, consumer)
     pending = wm.pending(in_window, pipeline_run_id)
     window = _window_text(window_start, window_end)
     if not pending:
@@ -225,7 +227,7 @@ def run(
         kept, val_fraction=split.val_fraction, test_fraction=split.test_fraction, seed=split.seed
     )
 
-    final = local_path(out_dir)
+    final = str(out_dir)
     reasons = {code: int(n) for code, n in Counter(quarantined["reason_code"]).items()}
     label_counts = {str(k): int(v) for k, v in sorted(Counter(kept["label"]).items())}
     sizes = {"train": len(train), "val": len(val), "test": len(test)}
@@ -234,11 +236,11 @@ def run(
         consumer=consumer,
         window_start=window_start,
         window_end=window_end,
-        train_uri=str(final / "train.parquet"),
-        val_uri=str(final / "val.parquet"),
-        test_uri=str(final / "test.parquet"),
-        manifest_uri=str(final / "manifest.json"),
-        quarantine_uri=str(final / "quarantine.parquet") if len(quarantined) else None,
+        train_uri=paths.join(final, "train.parquet"),
+        val_uri=paths.join(final, "val.parquet"),
+        test_uri=paths.join(final, "test.parquet"),
+        manifest_uri=paths.join(final, "manifest.json"),
+        quarantine_uri=paths.join(final, "quarantine.parquet") if len(quarantined) else None,
         files=tuple(f["name"] for f in files_meta),
         rows_read=len(raw),
         rows_kept=len(kept),

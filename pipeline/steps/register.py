@@ -20,12 +20,12 @@ once ``champion`` already points at this version, so a retry never moves ``previ
 from __future__ import annotations
 
 import logging
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import mlflow
 
-from pipeline import registry, storage, tracking
+from pipeline import lineage, paths, registry, storage, tracking
 from pipeline.config import PipelineConfig
 from pipeline.results import EvaluateResult, RegisterResult
 
@@ -80,11 +80,15 @@ def run(
     out_dir: str,
     tags: dict[str, str] | None = None,
     train_data_uri: str | None = None,
+    reference_uris: Sequence[str] = (),
+    lineage_run_id: str | None = None,
 ) -> RegisterResult:
     """Register ``model_uri`` as a version of ``cfg.register.model_name`` and apply the decision.
 
     Writes ``registration.json`` under ``out_dir`` (result, version tags, aliases after the step),
     published atomically with a ``_SUCCESS`` marker; a rerun returns the recorded result.
+    Before a new version is created, its training data and drift reference are copied into the
+    MLflow run ``lineage_run_id`` (the finetune run: :mod:`pipeline.lineage`).
     Raises :class:`RegistryError` when the version fails to become READY, or when the gate's
     decision is stale: it promotes over a champion other than the one that was evaluated.
     """
@@ -106,6 +110,8 @@ def run(
                 "register: version %s has source %s, this attempt passed %s", version, existing.source, model_uri
             )
     else:
+        if lineage_run_id:
+            lineage.record(c, lineage_run_id, train_data_uri=train_data_uri, reference_uris=reference_uris)
         new_tags = version_tags(evaluation, pipeline_run_id=pipeline_run_id, train_data_uri=train_data_uri, tags=tags)
         # tags go in with the creation call, so the idempotency tag can never be missing from a version
         mv = mlflow.register_model(model_uri, name, await_registration_for=0, tags=new_tags)
@@ -123,7 +129,7 @@ def run(
 
     model = registry.get_registered_model(c, name)
     aliases = {k: str(v) for k, v in ((model.aliases if model else None) or {}).items()}
-    registration_path = Path(out_dir).absolute() / REGISTRATION
+    registration_path = paths.join(paths.absolute(out_dir), REGISTRATION)
     result = RegisterResult(
         model_name=name,
         version=version,
@@ -133,7 +139,7 @@ def run(
         champion_version=aliases.get(registry.CHAMPION),
         previous_version=aliases.get(registry.PREVIOUS),
         model_version_uri=registry.model_version_uri(name, version),
-        registration_uri=str(registration_path),
+        registration_uri=registration_path,
     )
     with storage.staged_dir(out_dir) as stage:
         storage.write_json_atomic(

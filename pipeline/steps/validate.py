@@ -101,7 +101,7 @@ def run(cfg: PipelineConfig, *, data_uris: list[str], out_dir: str, pipeline_run
         return done
 
     vcfg = cfg.validate_cfg
-    final = Path(out_dir)
+    final = str(out_dir)
     files = ",".join(Path(str(u)).name for u in data_uris)
     with tracking.step_run(cfg, pipeline_run_id, STEP) as mlrun:
         mlflow.set_tag("data_files", files[:5000])
@@ -120,9 +120,9 @@ def run(cfg: PipelineConfig, *, data_uris: list[str], out_dir: str, pipeline_run
                 success=outcome.success,
                 expectations_evaluated=outcome.evaluated,
                 expectations_failed=len(outcome.failures),
-                result_uri=str(final / RESULT_FILE),
-                data_docs_uri=str(final / DATA_DOCS_DIR / "index.html") if docs_index.is_file() else None,
-                quarantine_uri=str(final / QUARANTINE_FILE) if len(quarantine) else None,
+                result_uri=paths.join(final, RESULT_FILE),
+                data_docs_uri=paths.join(final, DATA_DOCS_DIR, "index.html") if docs_index.is_file() else None,
+                quarantine_uri=paths.join(final, QUARANTINE_FILE) if len(quarantine) else None,
                 rows_quarantined=len(quarantine),
                 mlflow_run_id=mlrun.info.run_id,
                 rows_validated=len(df),
@@ -327,5 +327,5 @@ def _message(outcome: _Outcome, files: str, missing_by_file: dict[str, list[str]
 
 def read_failure(out_dir: str | Path) -> dict[str, Any] | None:
     """The ``_FAILED`` marker of a published failed validation (its result and error), else ``None``."""
-    marker = Path(out_dir) / FAILED_MARKER
-    return json.loads(marker.read_text()) if marker.is_file() else None
+    text = storage.read_text(paths.join(out_dir, FAILED_MARKER))
+    return None if text is None else json.loads(text)

@@ -134,6 +134,14 @@ def test_finetune_alone_runs_on_the_training_queue(bag) -> None:
     assert set(queues.values()) == {"default"}  # AIRFLOW__OPERATORS__DEFAULT_QUEUE in the compose stack
     moved = _parse({"RETRAIN_FINETUNE__QUEUE": "gpu"}, "bag.dags['retrain'].get_task('finetune').queue")
     assert moved["value"] == "gpu"
+    assert not dag.get_task("finetune").executor_config  # nothing for the KubernetesExecutor unless asked
+
+
+def test_a_gpu_pod_template_goes_to_finetune_alone() -> None:
+    # KubernetesExecutor (docker/helm/values-kubernetes.yaml): finetune's pod from the GPU template
+    expr = "{t.task_id: t.executor_config for t in bag.dags['retrain'].tasks if t.executor_config}"
+    got = _parse({"RETRAIN_FINETUNE__POD_TEMPLATE_FILE": "/opt/airflow/pod_templates/gpu.yaml"}, expr)
+    assert got["value"] == {"finetune": {"pod_template_file": "/opt/airflow/pod_templates/gpu.yaml"}}
 
 
 def test_ab_test_decides_hourly_and_announces_a_promotion(bag) -> None:

@@ -79,7 +79,7 @@ def _client(cfg):
 def _marker(cfg, dag_id: str, run_id: str, step: str) -> dict | None:
     from pipeline import paths
 
-    p = paths.step_dir(cfg.artifact_root_uri, paths.pipeline_run_id(dag_id, run_id), step) / "_SUCCESS"
+    p = Path(paths.step_dir(cfg.artifact_root_uri, paths.pipeline_run_id(dag_id, run_id), step)) / "_SUCCESS"
     return json.loads(p.read_text()) if p.is_file() else None
 
 

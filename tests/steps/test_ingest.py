@@ -36,7 +36,7 @@ def landing(tmp_path: Path) -> Path:
 
 
 def _ledger(cfg, consumer: str = "retrain") -> Path:
-    return Watermark.ledger_path(cfg.state_dir_path, consumer)
+    return Path(Watermark.ledger_path(cfg.state_dir_uri, consumer))
 
 
 def test_writes_curated_window(cfg, landing: Path, tmp_path: Path) -> None:
