@@ -40,7 +40,7 @@ SCHEDULE = CONFIG.schedule
     max_active_runs=1,
     tags=["ab-test", "support-intent"],
     doc_md=__doc__,
-    default_args={"retries": 0, "retry_delay": pendulum.duration(seconds=30)},
+    default_args={"retries": 0, "retry_delay": pendulum.duration(seconds=SCHEDULE.retry_delay_s)},
 )
 def ab_test():
     before = tasks.champion()

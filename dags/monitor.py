@@ -37,7 +37,7 @@ DRIFT = drift_asset()
     max_active_runs=1,
     tags=["monitoring", "support-intent"],
     doc_md=__doc__,
-    default_args={"retries": 0, "retry_delay": pendulum.duration(seconds=30)},
+    default_args={"retries": 0, "retry_delay": pendulum.duration(seconds=SCHEDULE.retry_delay_s)},
     params={
         "window_start": Param(
             None, type=["null", "string"], format="date", description="First file date (YYYY-MM-DD)."

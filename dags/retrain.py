@@ -47,7 +47,7 @@ SCHEDULE = CONFIG.schedule
     max_active_runs=1,
     tags=["retraining", "support-intent"],
     doc_md=__doc__,
-    default_args={"retries": 0, "retry_delay": pendulum.duration(seconds=30)},
+    default_args={"retries": 0, "retry_delay": pendulum.duration(seconds=SCHEDULE.retry_delay_s)},
     params={
         "force_retrain": Param(False, type="boolean", description="Train even without drift or a schedule."),
         "window_start": Param(

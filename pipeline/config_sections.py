@@ -370,6 +370,9 @@ class ScheduleConfig(Section):
         True, description="Off: DAGs run only on drift events and manual triggers (the demo replays time itself)."
     )
     start_date: date = Field(date(2025, 1, 1), description="First date the DAGs are scheduled from.")
+    retry_delay_s: int = Field(
+        30, ge=0, description="Seconds before a failed task with retries (the I/O steps) runs again."
+    )
 
     @field_validator("season_starts")
     @classmethod

@@ -19,10 +19,12 @@ Light module (stdlib, httpx and psycopg2 when used).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import uuid
@@ -50,6 +52,7 @@ class LoopbackStack:
     password: str = field(default_factory=lambda: secrets.token_urlsafe(16))
     mlflow_password: str = field(default_factory=lambda: secrets.token_urlsafe(16))
     executor: str = "CeleryExecutor"  # LocalExecutor: the same stack without Celery (benchmarks/cycle.py)
+    airflow_overrides: dict[str, str] = field(default_factory=dict)  # AIRFLOW__* for every component
 
     def __post_init__(self) -> None:
         self.dbs = {k: f"stack_{self.tag}_{k}" for k in ("airflow", "mlflow", "mlflow_auth", "retrain")}
@@ -116,7 +119,7 @@ class LoopbackStack:
             "AIRFLOW__CORE__PARALLELISM": "4",
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
         }
-        return env | (extra or {})
+        return env | self.airflow_overrides | (extra or {})
 
     def _secret(self, name: str) -> str:
         path = self.root / f".{name}-secret"
@@ -139,12 +142,43 @@ class LoopbackStack:
         self._start("api-server", ["api-server", "--port", str(self.airflow_port), "--workers", "1"])
         self._start("scheduler", ["scheduler"])
         self._start("dag-processor", ["dag-processor"])
-        for i, (name, queue) in enumerate(WORKERS.items() if self.executor == "CeleryExecutor" else ()):
-            extra = {"AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port(18793 + 10 * i))}
-            self._start(f"worker-{name}", ["celery", "worker", "--queues", queue, "--concurrency", "1",
-                                           "--celery-hostname", f"{name}@%h"], extra)  # fmt: skip
+        for name, queue in WORKERS.items() if self.executor == "CeleryExecutor" else ():
+            self.start_worker(name, queue)
         if not servers.wait_http_ok(f"{self.airflow_url}/api/v2/monitor/health", timeout=timeout):
             raise RuntimeError(f"the Airflow api-server did not answer; see {self.root}/api-server/*.log")
+
+    def start_worker(self, name: str, queue: str) -> None:
+        """A Celery worker ``worker-{name}`` on ``queue``, one task at a time, in its own folder."""
+        extra = {"AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port(18793 + 10 * len(self.procs)))}
+        self._start(f"worker-{name}", ["celery", "worker", "--queues", queue, "--concurrency", "1",
+                                       "--celery-hostname", f"{name}@%h"], extra)  # fmt: skip
+
+    # ---- failures (tests/integration/test_loopback_stack.py)
+    def kill(self, name: str) -> None:
+        """SIGKILL a component's whole process group (a crashed node: no cleanup, no goodbye)."""
+        proc = self.procs.pop(name)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+
+    def stop_mlflow(self) -> None:
+        servers.stop_group(self.procs.pop("mlflow"))
+
+    def start_mlflow(self, timeout: float = 120) -> None:
+        self._start_mlflow(timeout)
+
+    def exited(self) -> list[str]:
+        """The components whose process has exited (what a supervisor's restart policy would restart)."""
+        return [name for name, proc in self.procs.items() if proc.poll() is not None]
+
+    def restart(self, name: str) -> None:
+        """Start an exited Airflow component again with the arguments it had."""
+        proc = self.procs.pop(name)
+        args = [str(a) for a in proc.args[1:]]  # type: ignore[union-attr, index]
+        extra = None
+        if name.startswith("worker-"):
+            extra = {"AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port(18893 + 10 * len(self.procs)))}
+        self._start(name, args, extra)
 
     def _start(self, name: str, args: list[str], extra: dict[str, str] | None = None) -> None:
         cwd = self.root / name

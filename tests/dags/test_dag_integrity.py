@@ -201,3 +201,9 @@ def test_time_triggers_can_be_switched_off() -> None:
     assert [a.name for a in retrain_schedule(off)] == ["support_intent_drift"]
     tt = seasonal_timetable(ScheduleConfig(season_starts=("11-20", "02-29"), timezone="Europe/Berlin"))
     assert tt.season_starts == ("02-29", "11-20") and tt.timezone == "Europe/Berlin"
+
+
+def test_the_retry_delay_of_every_dag_is_configured() -> None:
+    expr = "{d: int(bag.dags[d].default_args['retry_delay'].total_seconds()) for d in bag.dags}"
+    assert set(_parse(expr=expr)["value"].values()) == {30}
+    assert set(_parse({"RETRAIN_SCHEDULE__RETRY_DELAY_S": "5"}, expr)["value"].values()) == {5}

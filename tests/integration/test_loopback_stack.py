@@ -2,8 +2,10 @@
 machine, the MLflow server with basic auth and the artifact proxy, Airflow with the CeleryExecutor,
 and two Celery workers (``default``, ``training``), each in its own working directory.
 
-``retrain`` is triggered through Airflow's authenticated REST API. A service test: skipped with a
-reason without PostgreSQL or Redis, required when ``CI=true``. About two minutes.
+``retrain`` is triggered through Airflow's authenticated REST API. Then the failures: the MLflow
+server down during register, the training worker killed mid-training, PostgreSQL restarted mid-run.
+A service test: skipped with a reason without PostgreSQL or Redis, required when ``CI=true``. About
+five minutes.
 """
 
 from __future__ import annotations
@@ -40,8 +42,17 @@ def stack(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path):
         "RETRAIN_FINETUNE__MAX_TRAIN_ROWS": "200",
         "RETRAIN_EVALUATE__BOOTSTRAP_SAMPLES": "200",
         "RETRAIN_EVALUATE__FIRST_MODEL_MIN_MACRO_F1": "0.0",
+        # an MLflow server that is down is said after one retry, not after minutes
+        "RETRAIN_TRACKING__HTTP_MAX_RETRIES": "1",
+        "RETRAIN_TRACKING__HTTP_TIMEOUT_S": "5",
+        "RETRAIN_SCHEDULE__RETRY_DELAY_S": "5",
     }
-    st = LoopbackStack(tmp_path_factory.mktemp("stack"), retrain_env=env)
+    # a task whose worker died is failed (and retried) after 20 s without a heartbeat, not 5 minutes
+    overrides = {
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20",
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
+    }
+    st = LoopbackStack(tmp_path_factory.mktemp("stack"), retrain_env=env, airflow_overrides=overrides)
     try:
         st.up()
         mp = pytest.MonkeyPatch()
@@ -109,3 +120,150 @@ def test_without_credentials_airflow_and_mlflow_refuse(stack) -> None:
     ok = httpx.get(f"{st.mlflow_url}/api/2.0/mlflow/experiments/search?max_results=1",
                    auth=("admin", st.mlflow_password), timeout=10)  # fmt: skip
     assert ok.status_code == 200
+
+
+# ---------------------------------------------------------------- failures
+
+
+def _tis(st, run_id: str) -> dict[str, dict]:
+    return {
+        t["task_id"]: t for t in st.api.api("GET", f"/dags/retrain/dagRuns/{run_id}/taskInstances")["task_instances"]
+    }
+
+
+def _wait_run(st, run_id: str, timeout: float = 420, tick=None) -> str:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if tick is not None:
+            tick()
+        state = _run(st, run_id)["state"]
+        if state in ("success", "failed"):
+            return state
+        time.sleep(2)
+    raise AssertionError(f"run {run_id} did not finish in {timeout}s: {_run(st, run_id)['state']}")
+
+
+def _rerun_failed(st, run_id: str) -> None:
+    st.api.api("POST", "/dags/retrain/clearTaskInstances",
+               json={"dry_run": False, "dag_run_id": run_id, "only_failed": True, "reset_dag_runs": True})  # fmt: skip
+
+
+def _window(cfg, start: date, end: date) -> dict:
+    from pipeline.data import simulator
+
+    simulator.write_landing(cfg.simulator, cfg.landing_dir_path, start=start, end=end)
+    return {"force_retrain": True, "window_start": start.isoformat(), "window_end": end.isoformat()}
+
+
+def _client(st):
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=st.mlflow_url, registry_uri=st.mlflow_url)
+
+
+def _registry(st, cfg) -> tuple[list[str], str]:
+    c = _client(st)
+    versions = sorted(str(v.version) for v in c.search_model_versions(f"name = '{cfg.register.model_name}'"))
+    return versions, str(c.get_model_version_by_alias(cfg.register.model_name, "champion").version)
+
+
+def _versions_of(st, cfg, run_id: str) -> list[str]:
+    from pipeline import paths
+
+    tag = paths.pipeline_run_id("retrain", run_id)
+    found = _client(st).search_model_versions(f"name = '{cfg.register.model_name}' and tags.pipeline_run_id = '{tag}'")
+    return [str(v.version) for v in found]
+
+
+def _error_lines(st, worker: str, run_id: str, task_id: str, attempt: int) -> list[str]:
+    import json
+
+    log = (st.root / f"worker-{worker}" / "airflow" / "logs" / "dag_id=retrain" / f"run_id={run_id}"
+           / f"task_id={task_id}" / f"attempt={attempt}.log")  # fmt: skip
+    out = []
+    for line in log.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        for exc in rec.get("error_detail") or []:
+            out.append(f"{exc.get('exc_type')}: {exc.get('exc_value')}")
+    return out
+
+
+def _restart_postgres() -> None:
+    import shutil
+    import subprocess
+
+    clusters = sorted(Path("/etc/postgresql").glob("*/main"))
+    assert clusters and shutil.which("pg_ctlcluster"), "PostgreSQL cannot be restarted here (no pg_ctlcluster)"
+    version = clusters[-1].parent.name
+    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"], check=True, timeout=120)
+
+
+def test_one_run_survives_postgres_restart_a_killed_training_worker_and_mlflow_down(stack) -> None:
+    """One run, three failures, in the order the run meets them (one run keeps the suite short):
+
+    - PostgreSQL restarted while validate runs: exited components are restarted (the compose
+      stack's restart policy); the run recovers, or fails clearly and its failed tasks run again;
+    - the training worker SIGKILLed mid-finetune: the heartbeat timeout fails that try and the retry
+      runs on a second training worker;
+    - the MLflow server down when register is queued: register retries, then fails in one line,
+      no version is created and no alias moves; with the server back, the rerun finishes with one
+      version and nothing earlier is lost.
+    """
+    from pipeline.monitoring import history
+
+    st, cfg = stack
+    rows_before = len(history.rows(cfg.drift_history_url, cfg.register.model_name))
+    before = _registry(st, cfg)
+    run = st.api.trigger("retrain", "failures", date(2025, 2, 12), _window(cfg, date(2025, 1, 30), date(2025, 2, 12)))
+    restarted: list[str] = []
+
+    def supervise() -> None:  # what `restart: unless-stopped` does in the compose stack
+        for name in st.exited():
+            restarted.append(name)
+            st.restart(name)
+
+    def reach(task_id: str, states: tuple[str, ...]) -> None:
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            supervise()
+            if _tis(st, run).get(task_id, {}).get("state") in states:
+                return
+            if _run(st, run)["state"] == "failed":  # allowed after the restart, if clear: run it again
+                failed = [t for t, ti in _tis(st, run).items() if ti["state"] == "failed"]
+                assert failed, "a failed run names its failed task"
+                _rerun_failed(st, run)
+            time.sleep(0.3)
+        raise AssertionError(f"{task_id} never reached {states}: {_tis(st, run).get(task_id)}")
+
+    reach("validate", ("running",))
+    _restart_postgres()
+    reach("finetune", ("running",))
+    time.sleep(3)  # into the task: the model is loading or training
+    st.kill("worker-training")
+    st.start_worker("training2", "training")
+    reach("register", ("scheduled", "queued", "running"))
+    st.stop_mlflow()
+    try:
+        assert _wait_run(st, run, tick=supervise) == "failed"
+        tis = _tis(st, run)
+        assert tis["finetune"]["state"] == "success" and tis["finetune"]["try_number"] == 2
+        assert tis["register"]["state"] == "failed" and tis["register"]["try_number"] == 3  # retries=2
+        assert tis["commit"]["state"] == "upstream_failed"  # the window is not consumed
+        # the task's own error (first; the chained causes follow) is one line naming the server
+        errors = _error_lines(st, "default", run, "register", 3)
+        assert errors and "\n" not in errors[0], errors
+        assert errors[0].startswith(f"TrackingError: MLflow tracking store {st.mlflow_url} cannot be reached"), errors
+    finally:
+        st.start_mlflow()
+    assert _registry(st, cfg) == before  # no new version, no alias moved
+    assert "finetune" in st.task_logs("training2", "retrain", run)
+
+    _rerun_failed(st, run)
+    assert _wait_run(st, run, tick=supervise) == "success", f"restarted after the PostgreSQL restart: {restarted}"
+    assert len(_versions_of(st, cfg, run)) == 1
+    versions, _ = _registry(st, cfg)
+    assert set(before[0]) < set(versions)  # nothing earlier lost
+    assert len(history.rows(cfg.drift_history_url, cfg.register.model_name)) > rows_before
