@@ -39,6 +39,10 @@ def env(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path):
         # the tiny model is as poor in summer as in January: its accuracy holds, which would veto the
         # distribution drift this test wants to see turned into an event
         "RETRAIN_POLICY__PERFORMANCE_VETO": "false",
+        # the tiny random model's per-segment accuracies are near noise: at the four-fifths floor the
+        # promotion below turned on float details that differ between CPUs (0.655 against 0.8 on one
+        # machine, a pass on another); the guardrail keeps a floor here and is pinned in tests/gate
+        "RETRAIN_EVALUATE__MIN_DISPARATE_IMPACT": "0.5",
     }
     return home, values
 
@@ -161,7 +165,7 @@ def test_retrain_on_drifted_data_produces_a_challenger_and_decision(dags) -> Non
     champion = str(c.get_model_version_by_alias(name, "champion").version)
     # fixed seeds: the summer challenger is far better than January's model (measured: macro-F1 0.48 vs
     # 0.19, CI of the gain [+0.25, +0.33], McNemar p = 1e-19), so the outcome is pinned
-    assert ev["promote"] is True and ev["reasons"] == []
+    assert ev["promote"] is True and ev["reasons"] == [], ev["reasons"]
     assert champion == "2"
     assert str(c.get_model_version_by_alias(name, "previous").version) == "1"
     assert "challenger" not in c.get_registered_model(name).aliases  # promoted: nothing stands
