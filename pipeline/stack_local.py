@@ -172,8 +172,12 @@ class LoopbackStack:
         return [name for name, proc in self.procs.items() if proc.poll() is not None]
 
     def restart(self, name: str) -> None:
-        """Start an exited Airflow component again with the arguments it had."""
+        """Start an exited component again: the MLflow server through its entrypoint, an Airflow
+        component with the arguments it had."""
         proc = self.procs.pop(name)
+        if name == "mlflow":
+            self._start_mlflow(timeout=120)
+            return
         args = [str(a) for a in proc.args[1:]]  # type: ignore[union-attr, index]
         extra = None
         if name.startswith("worker-"):
