@@ -22,21 +22,27 @@ import yaml
 from pydantic import AliasChoices, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from pipeline.config_ingest import (  # noqa: F401  (re-exported)
+    ColumnMap,
+    FeedbackSource,
+    HfDiskSource,
+    IngestConfig,
+    LandingSource,
+    SplitConfig,
+    SqlSource,
+)
 from pipeline.config_online import AbConfig, ServeConfig
 from pipeline.config_sections import (  # noqa: F401  (re-exported: import sections from here)
     DEFAULT_LABELS,
     GATE_KEYS,
-    ColumnMap,
     DriftConfig,
     EvaluateConfig,
     FinetuneConfig,
-    IngestConfig,
     PolicyConfig,
     RegisterConfig,
     ScheduleConfig,
     Section,
     SimulatorConfig,
-    SplitConfig,
     TrackingConfig,
     ValidateConfig,
 )

@@ -30,36 +30,6 @@ class Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class ColumnMap(Section):
-    """Maps the columns of a landing file onto the pipeline's canonical names."""
-
-    text: str = Field("text", description="Column holding the message text.")
-    label: str = Field("label", description="Column holding the intent label.")
-    timestamp: str = Field("timestamp", description="Column holding the event time (ISO 8601 or epoch seconds).")
-    segment: str | None = Field("segment", description="Optional column with a user or segment id; null to omit.")
-
-
-class SplitConfig(Section):
-    val_fraction: float = Field(0.15, gt=0, lt=0.5, description="Share of each window used for validation.")
-    test_fraction: float = Field(0.25, gt=0, lt=0.5, description="Share of each window held out for evaluation.")
-    seed: int = Field(13, description="Seed of the stratified split.")
-
-
-class IngestConfig(Section):
-    landing_dir: str | None = Field(None, description="Folder of landing files; default {home}/landing.")
-    formats: tuple[Literal["csv", "jsonl", "parquet"], ...] = Field(
-        ("csv", "jsonl", "parquet"),
-        description="File types read from the landing folder; compressed CSV/JSONL (.gz, .bz2, .xz, .zst, .zip) too.",
-    )
-    columns: ColumnMap = Field(default_factory=ColumnMap, description="Column mapping of the landing files.")
-    min_text_chars: int = Field(3, ge=1, description="Rows with shorter text (after cleaning) are quarantined.")
-    max_text_chars: int = Field(1000, ge=10, description="Longer texts are truncated to this many characters.")
-    scrub_pii: bool = Field(
-        True, description="Replace emails, phones, IBANs, IPs, order and card numbers before persisting."
-    )
-    split: SplitConfig = Field(default_factory=SplitConfig, description="Stratified train/val/test split.")
-
-
 class ValidateConfig(Section):
     labels: tuple[str, ...] = Field(DEFAULT_LABELS, description="The known label set; other labels fail validation.")
     min_text_chars: int = Field(3, ge=1, description="Lower bound of text length.")
@@ -82,6 +52,44 @@ class ValidateConfig(Section):
             "on the rest; or accept it (the head grows, a warning is logged, the policy retrains)."
         ),
     )
+    severity: dict[str, Literal["error", "warning"]] = Field(
+        default_factory=dict,
+        description=(
+            "Severity per check, overriding the defaults (an error stops the run before training; a warning is "
+            "reported in the decision record and the task log). Checks: see the Validation section of the README."
+        ),
+    )
+    future_skew_s: int = Field(300, ge=0, description="Rows stamped later than now plus this fail future_timestamps.")
+    max_lateness_days: int | None = Field(
+        45,
+        ge=0,
+        description="Rows older than the window start minus this many days fail stale_timestamps; null: off.",
+    )
+    segments: tuple[str, ...] = Field(
+        (), description="Valid segment values; empty: the reference's segments (when a segment column is mapped)."
+    )
+    length_factor: float = Field(
+        2.0, gt=1, description="Learned bound: each text-length quantile within [ref / f, ref * f]."
+    )
+    max_class_shift: float = Field(
+        0.25, gt=0, le=1, description="Learned bound: Jensen-Shannon distance of class shares to the reference."
+    )
+    language_tolerance: float = Field(
+        0.1, ge=0, le=1, description="Learned bound: the reference's main language share may fall this much."
+    )
+    duplicate_tolerance: float = Field(
+        0.02, ge=0, le=1, description="Learned bound: duplicate share at most the reference's plus this."
+    )
+
+    @field_validator("severity")
+    @classmethod
+    def _known_checks(cls, value: dict[str, str]) -> dict[str, str]:
+        from pipeline.data.checks import CHECKS
+
+        unknown = sorted(set(value) - set(CHECKS))
+        if unknown:
+            raise ValueError(f"validate.severity: unknown check(s) {unknown}; known: {sorted(CHECKS)}")
+        return value
 
 
 class DriftConfig(Section):

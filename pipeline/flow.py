@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from pipeline import paths
+from pipeline import paths, storage
 from pipeline.config import PipelineConfig
 from pipeline.results import (
     ChampionInfo,
@@ -146,10 +146,19 @@ def window_uris(ing: IngestResult) -> list[str]:
 
 
 def validate(cfg: PipelineConfig, plan: Plan, ing: IngestResult) -> ValidateResult:
+    """Validate the window; bounds are learned from the drift reference (the window the champion answered)."""
+    from pipeline.monitoring import monitor
     from pipeline.steps import validate as step
 
+    done = storage.load_done(step_out(cfg, plan, "validate"), ValidateResult)
+    refs = () if done is not None else monitor.references(cfg, champion(cfg), plan.window_end).reference_uris
     return step.run(
-        cfg, data_uris=window_uris(ing), out_dir=step_out(cfg, plan, "validate"), pipeline_run_id=plan.pipeline_run_id
+        cfg,
+        data_uris=window_uris(ing),
+        out_dir=step_out(cfg, plan, "validate"),
+        pipeline_run_id=plan.pipeline_run_id,
+        reference_uris=refs,
+        window_start=plan.window_start,
     )
 
 
@@ -181,7 +190,9 @@ def decide(cfg: PipelineConfig, plan: Plan, ing: IngestResult, dr: DriftResult, 
     """The drift policy's verdict on this window, recorded in the drift history (see monitoring.policy)."""
     from pipeline.monitoring import monitor
 
-    return monitor.decide(cfg, plan, dr, champ, step_out(cfg, plan, "decide"), window_uris(ing))
+    validated = storage.load_done(step_out(cfg, plan, "validate"), ValidateResult)
+    warnings = validated.warnings if validated is not None else ()
+    return monitor.decide(cfg, plan, dr, champ, step_out(cfg, plan, "decide"), window_uris(ing), warnings)
 
 
 def should_train(decision: DecisionResult) -> tuple[bool, str]:
@@ -248,6 +259,8 @@ def register(
         "label_drift_score": "" if drift_result.label_drift_score is None else f"{drift_result.label_drift_score:.4f}",
         "finetune_run_id": ft.mlflow_run_id,
         "retrain_rule": decision.rule if decision is not None else "",
+        "manifest_sha256": (ing.manifest_sha256 if ing is not None else None) or "",
+        "ingest_run_id": (ing.mlflow_run_id if ing is not None else None) or "",
     }
     reg = step.run(
         cfg,

@@ -62,6 +62,10 @@ def resolve_all(client: Any, uris: Sequence[str], run_id: str | None, kind: str)
     return tuple(u for u in (resolve(client, u, run_id, kind) for u in uris) if u is not None)
 
 
+# the window's files by name: its train split, the validation set early stopping used, the held-out test set
+_CONTEXTS = {"train.parquet": "window_train", "val.parquet": "validation", "test.parquet": "evaluation"}
+
+
 def record(client: Any, run_id: str, *, train_data_uri: str | None, reference_uris: Sequence[str]) -> dict[str, int]:
     """Copy the training data and the drift reference into run ``run_id``; returns rows per file.
 
@@ -86,7 +90,7 @@ def record(client: Any, run_id: str, *, train_data_uri: str | None, reference_ur
                 dataset = from_pandas(frame, source=paths.absolute(uri), name=name)
             except MlflowException:  # a scheme MLflow has no dataset source for (memory://...)
                 dataset = from_pandas(frame, name=name)
-            context = "training" if kind == TRAIN_DATA else "drift_reference"
+            context = "training" if kind == TRAIN_DATA else _CONTEXTS.get(PurePosixPath(str(uri)).name, "drift_reference")
             inputs.append(DatasetInput(dataset._to_mlflow_entity(), [InputTag(MLFLOW_DATASET_CONTEXT, context)]))
     if inputs:
         client.log_inputs(run_id, datasets=inputs)

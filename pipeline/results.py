@@ -53,6 +53,10 @@ class IngestResult(StepResult):
     split_sizes: dict[str, int] = field(default_factory=dict)  # {"train": n, "val": n, "test": n}
     quarantine_reasons: dict[str, int] = field(default_factory=dict)  # reason code -> rows
     pii_replacements: dict[str, int] = field(default_factory=dict)  # PII kind -> replacements
+    manifest_sha256: str | None = None  # tags the model versions trained on this window
+    rows_repeated: int = 0  # rows whose record was ingested before (row watermark)
+    corrections_applied: int = 0  # feedback corrections that relabelled a row of this run
+    mlflow_run_id: str | None = None  # the ingest run (manifest artifact, accounting metrics)
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,7 @@ class ValidateResult(StepResult):
     rows_quarantined: int
     mlflow_run_id: str | None
     rows_validated: int = 0
+    warnings: tuple[str, ...] = ()  # warning-severity checks that failed: reported, the run went on
 
 
 @dataclass(frozen=True)
@@ -105,6 +110,7 @@ class DecisionResult(StepResult):
     cooldown_until: str | None
     recorded: bool  # False: a drift event's run, decided by the monitor (not recorded twice)
     reference_uri: str | None = None
+    validation_warnings: tuple[str, ...] = ()  # warning-severity checks the window failed (validate)
 
 
 @dataclass(frozen=True)

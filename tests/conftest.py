@@ -132,3 +132,23 @@ def mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     root = tmp_path_factory.getbasetemp() / "shared-mlflow"
     root.mkdir(exist_ok=True)
     return {"tracking_uri": f"sqlite:///{root / 'mlflow.db'}", "artifact_location": (root / "artifacts").as_uri()}
+
+
+@pytest.fixture
+def pg_db():
+    """A fresh PostgreSQL database (dropped afterwards), as a SQLAlchemy URL; use with
+    ``@pytest.mark.service("postgresql")``, which checks reachability first."""
+    import uuid
+
+    psycopg2 = pytest.importorskip("psycopg2")
+    pg = SERVICES["postgresql"]
+    name = f"retrain_it_{uuid.uuid4().hex[:10]}"
+    admin = psycopg2.connect(f"{pg}/postgres", connect_timeout=5)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    # SQLAlchemy 2.1 maps plain postgresql:// to psycopg 3; name the installed driver
+    yield f"{pg.replace('postgresql://', 'postgresql+psycopg2://', 1)}/{name}"
+    with admin.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.close()

@@ -1,25 +1,51 @@
-"""Row-level cleaning of a window's raw rows: cut, normalize, scrub PII, parse time, flag, dedup.
+"""Row-level cleaning of a run's raw rows, before anything is persisted.
 
-Pure DataFrame work (no files): :func:`clean` takes the concatenated landing rows and returns the
-kept rows, the quarantined rows with a reason, and counts. The ingest step does the I/O around it.
+Pure DataFrame work (no files): :func:`clean` takes the rows every source delivered
+(:mod:`pipeline.data.readers`) and returns the kept rows, the set-aside rows with a reason, and
+the accounting. In order:
+
+1. records already ingested (their row key is in the row watermark, or repeats one earlier in this
+   run: a renamed or re-sent file) are dropped and counted as ``repeated``;
+2. text repaired (ftfy, NFKC), scrubbed of PII and cut; labels normalized (case, separators,
+   ``ingest.label_aliases``), PII scrubbed from unknown labels and segments; timestamps parsed;
+3. feedback corrections applied (:mod:`pipeline.data.feedback`);
+4. row checks, first failing reason wins: ``empty_text``, ``text_too_short``, ``missing_label``,
+   ``bad_timestamp``, ``language`` (lingua; the detected language in the reason), ``new_label``;
+5. exact duplicates (same dedup key) and near-duplicates (MinHash LSH, within the window and
+   against the consumer's earlier windows) of an earlier row, with the id of the row they repeat.
+
+Accounting: ``read = kept + quarantined (row checks) + duplicates (exact, near) + repeated +
+corrections applied``; :meth:`Cleaned.accounting` returns it and the ingest step asserts it.
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pipeline.config import PipelineConfig
-from pipeline.data.pii import PII_TOKENS, scrub_pii
-from pipeline.data.text import clean_text, dedup_key, example_id, normalize_text
+from pipeline.data import feedback, language, neardup
+from pipeline.data.pii import custom_kinds, scrub_pii
+from pipeline.data.text import clean_text, dedup_key, example_id, label_key, normalize_label, normalize_text
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
 _BASIC_DATE = re.compile(r"^\s*\d{8}\s*$")
-REASON_CODES = ("empty_text", "text_too_short", "missing_label", "bad_timestamp", "duplicate", "new_label")
+ROW_CHECKS = (
+    "empty_text",
+    "text_too_short",
+    "missing_label",
+    "bad_timestamp",
+    "language",
+    "new_label",
+    "unknown_message",
+)
+DUPLICATE_CODES = ("duplicate", "near_duplicate")
+REASON_CODES = ROW_CHECKS + DUPLICATE_CODES
 _MAX_FIELD_CHARS = 200  # labels, segments and raw timestamps are short; longer values are cut before cleaning
 
 
@@ -37,22 +63,27 @@ def _clean_str(value: Any) -> str | None:
     return s or None
 
 
-def _to_utc(values: pd.Series) -> pd.Series:
-    """Timestamps as ``datetime64[ns, UTC]``: ISO 8601 strings (naive means UTC) or epoch seconds;
-    anything else becomes NaT."""
+def to_utc(values: pd.Series) -> pd.Series:
+    """Timestamps as ``datetime64[ns, UTC]``: ISO 8601 strings (naive means UTC), datetimes or epoch
+    seconds; anything else becomes NaT."""
     import pandas as pd
 
     if pd.api.types.is_datetime64_any_dtype(values):
         ts = values if getattr(values.dt, "tz", None) is not None else values.dt.tz_localize("UTC")
         return ts.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
     out = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns, UTC]")
+    stamps = values.map(lambda v: isinstance(v, pd.Timestamp | __import__("datetime").datetime))
+    if stamps.any():
+        out[stamps] = pd.to_datetime(values[stamps], utc=True, errors="coerce", format="mixed")
     # "20250101" is ISO 8601 (basic format), not 20 million seconds after 1970
-    is_epoch = values.map(lambda v: not isinstance(v, bool) and not (isinstance(v, str) and _BASIC_DATE.match(v)))
+    is_epoch = ~stamps & values.map(
+        lambda v: not isinstance(v, bool) and not (isinstance(v, str) and _BASIC_DATE.match(v))
+    )
     numbers = pd.to_numeric(values.where(is_epoch), errors="coerce")
     is_number = numbers.notna()
     if is_number.any():
         out[is_number] = pd.to_datetime(numbers[is_number], unit="s", utc=True, errors="coerce")
-    rest = ~is_number & values.notna()
+    rest = ~stamps & ~is_number & values.notna()
     if rest.any():
         text = values[rest].astype(str).str.strip()
         out[rest] = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601")
@@ -66,6 +97,28 @@ class Cleaned:
     pii: dict[str, int]
     truncated: int
     unknown_labels: dict[str, int]
+    rows_read: int = 0
+    repeated: int = 0
+    corrections: list[dict[str, Any]] = field(default_factory=list)
+    labels_normalized: int = 0
+    languages: dict[str, int] = field(default_factory=dict)
+    signatures: np.ndarray | None = None  # MinHash of each kept row, in ``kept`` order
+
+    def accounting(self) -> dict[str, Any]:
+        by_reason = Counter(self.quarantined["reason_code"])
+        quarantined = {code: int(by_reason.get(code, 0)) for code in ROW_CHECKS}
+        duplicates = {"exact": int(by_reason.get("duplicate", 0)), "near": int(by_reason.get("near_duplicate", 0))}
+        applied = sum(1 for c in self.corrections if c.get("applied"))
+        total = len(self.kept) + sum(quarantined.values()) + sum(duplicates.values()) + self.repeated + applied
+        return {
+            "rows_read": self.rows_read,
+            "kept": len(self.kept),
+            "quarantined": quarantined,
+            "duplicates": duplicates,
+            "repeated": self.repeated,
+            "corrections_applied": applied,
+            "balanced": total == self.rows_read,
+        }
 
 
 def _hold_out_new_labels(df: pd.DataFrame, cfg: PipelineConfig, flag: Any) -> None:
@@ -97,26 +150,21 @@ def _hold_out_new_labels(df: pd.DataFrame, cfg: PipelineConfig, flag: Any) -> No
     )
 
 
-def clean(raw: pd.DataFrame, cfg: PipelineConfig) -> Cleaned:
-    """Kept and quarantined rows; PII is gone from every string column of both frames.
-
-    Labels are checked against ``validate.labels`` before anything about them is written: a known
-    label is kept as is, an unknown one is scrubbed like text (a user's label column may hold
-    anything, an email included). Valid timestamps are not kept as raw text (an epoch number is not a
-    phone number); the raw value survives only, scrubbed, on rows whose timestamp failed to parse.
-    """
+def _clean_rows(raw: pd.DataFrame, cfg: PipelineConfig, pii: Counter[str]) -> tuple[pd.DataFrame, int, int]:
+    """Text, label, timestamp and segment of each row cleaned; (frame, truncated, labels normalized)."""
     import pandas as pd
 
     ic = cfg.ingest
-    known = set(cfg.validate_cfg.labels)
-    pii: Counter[str] = Counter({kind: 0 for kind in PII_TOKENS})
+    extra = custom_kinds(ic.pii_patterns)
+    known = {label_key(lab): lab for lab in cfg.validate_cfg.labels}
+    aliases = {label_key(a): lab for a, lab in ic.label_aliases.items()}
 
     def scrub(value: str | None) -> str | None:
         if value is None or not ic.scrub_pii:
             return value
-        clean, counts = scrub_pii(value)
+        out, counts = scrub_pii(value, extra)
         pii.update(counts)
-        return clean
+        return out
 
     texts: list[str | None] = []
     truncated = 0
@@ -124,14 +172,20 @@ def clean(raw: pd.DataFrame, cfg: PipelineConfig) -> Cleaned:
         if _missing(value):
             texts.append(None)
             continue
-        text, counts, cut = clean_text(str(value), max_chars=ic.max_text_chars, scrub=ic.scrub_pii)
+        text, counts, cut = clean_text(str(value), max_chars=ic.max_text_chars, scrub=ic.scrub_pii, extra=extra)
         pii.update(counts)
         truncated += int(cut)
         texts.append(text or None)
-    labels = [_clean_str(v) for v in raw["label"]]
-    labels = [lab if lab is None or lab in known else scrub(lab) for lab in labels]
-    unknown = Counter(lab for lab in labels if lab is not None and lab not in known)
-    timestamps = _to_utc(raw["timestamp"])
+    labels: list[str | None] = []
+    normalized = 0
+    for v in raw["label"]:
+        lab = _clean_str(v)
+        if lab is not None:
+            mapped = normalize_label(lab, known, aliases)
+            normalized += int(mapped != lab)
+            lab = mapped if mapped in cfg.validate_cfg.labels else scrub(mapped)
+        labels.append(lab)
+    timestamps = to_utc(raw["timestamp"])
     df = pd.DataFrame(
         {
             "text": texts,
@@ -142,14 +196,64 @@ def clean(raw: pd.DataFrame, cfg: PipelineConfig) -> Cleaned:
                 for v, bad in zip(raw["timestamp"], timestamps.isna(), strict=True)
             ],
             "segment": [scrub(_clean_str(v)) for v in raw["segment"]],
+            "message_id": [scrub(_clean_str(v)) for v in raw["message_id"]],
+            "source": raw["source"].to_numpy(),
             "source_file": raw["source_file"].to_numpy(),
             "source_row": raw["source_row"].to_numpy(),
-            "_file_order": raw["_file_order"].to_numpy(),
-        }
+            "_order": raw["_order"].to_numpy(),
+        },
+        index=raw.index,
     )
-    df["example_id"] = [
-        example_id(t, lab or "") if t is not None else None for t, lab in zip(df["text"], df["label"], strict=True)
+    return df, truncated, normalized
+
+
+def clean(
+    raw: pd.DataFrame,
+    cfg: PipelineConfig,
+    *,
+    seen_keys: set[str] | frozenset[str] = frozenset(),
+    feedback_sources: set[str] | frozenset[str] = frozenset(),
+    prior_ids: list[str] | None = None,
+    prior_sigs: np.ndarray | None = None,
+    batch_rows: int = 50_000,
+) -> Cleaned:
+    """Kept and set-aside rows of ``raw`` (the columns of :data:`pipeline.data.readers.ROW_COLUMNS`).
+
+    ``seen_keys``: the row watermark; ``feedback_sources``: names of sources whose rows are
+    corrections; ``prior_ids``/``prior_sigs``: the cross-window near-duplicate index. Rows are
+    cleaned ``batch_rows`` at a time, so the text work's memory stays bounded.
+    """
+    import pandas as pd
+
+    ic = cfg.ingest
+    rows_read = len(raw)
+    raw = raw.reset_index(drop=True)
+    raw["_order"] = range(len(raw))
+    repeated_mask = raw["row_key"].isin(seen_keys) | raw["row_key"].duplicated(keep="first")
+    fresh = raw[~repeated_mask]
+    if fresh.empty:  # every record was ingested before: nothing to clean
+        return Cleaned(raw.iloc[0:0], raw.iloc[0:0].assign(reason_code=None), {}, 0, {}, rows_read=rows_read,
+                       repeated=int(repeated_mask.sum()))  # fmt: skip
+    pii: Counter[str] = Counter()
+    parts, truncated, normalized = [], 0, 0
+    for start in range(0, len(fresh), batch_rows):
+        part, cut, norm = _clean_rows(fresh.iloc[start : start + batch_rows], cfg, pii)
+        parts.append(part)
+        truncated += cut
+        normalized += norm
+    columns = [
+        "text",
+        "label",
+        "timestamp",
+        "timestamp_raw",
+        "segment",
+        "message_id",
+        "source",
+        "source_file",
+        "source_row",
+        "_order",
     ]
+    df = pd.concat(parts) if parts else pd.DataFrame(columns=columns).astype({"timestamp": "datetime64[ns, UTC]"})
     df["reason"] = None
     df["reason_code"] = None
 
@@ -157,6 +261,19 @@ def clean(raw: pd.DataFrame, cfg: PipelineConfig) -> Cleaned:
         mask = mask & df["reason_code"].isna()
         df.loc[mask, "reason_code"] = code
         df.loc[mask, "reason"] = reason if isinstance(reason, str) else reason[mask]
+
+    df, corrections, unknown_message = feedback.apply(df, feedback_sources)
+    flag(
+        unknown_message,
+        "unknown_message",
+        "unknown_message (message_id " + df["message_id"].astype(str) + " is not in this run and the correction "
+        "carries no text)",
+    )
+    known = set(cfg.validate_cfg.labels)
+    unknown = Counter(lab for lab in df["label"] if lab is not None and lab not in known)
+    df["example_id"] = [
+        example_id(t, lab or "") if t is not None else None for t, lab in zip(df["text"], df["label"], strict=True)
+    ]
 
     flag(df["text"].isna(), "empty_text", "empty_text")
     flag(
@@ -166,11 +283,22 @@ def clean(raw: pd.DataFrame, cfg: PipelineConfig) -> Cleaned:
     )
     flag(df["label"].isna(), "missing_label", "missing_label")
     flag(df["timestamp"].isna(), "bad_timestamp", "bad_timestamp (not ISO 8601 or epoch seconds)")
+    ok = df["reason_code"].isna()
+    df["language"] = language.UNKNOWN
+    if ic.languages.allowed and ok.any():
+        df.loc[ok, "language"] = language.detect(df.loc[ok, "text"].tolist(), ic.languages)
+        allowed = {c.lower() for c in ic.languages.allowed} | {language.UNKNOWN}
+        foreign = ok & ~df["language"].isin(allowed)
+        flag(
+            foreign,
+            "language",
+            "language (detected " + df["language"].astype(str) + f", allowed {sorted(allowed - {language.UNKNOWN})})",
+        )
     _hold_out_new_labels(df, cfg, flag)
 
-    # exact duplicates among the remaining rows: keep the first by time, then by file order and row
+    # duplicates among the remaining rows: keep the first by time, then by arrival order
     ok = df["reason_code"].isna()
-    candidates = df[ok].sort_values(["timestamp", "_file_order", "source_row"], kind="mergesort")
+    candidates = df[ok].sort_values(["timestamp", "_order"], kind="mergesort")
     keys = candidates["text"].map(dedup_key)
     first_id = candidates.groupby(keys, sort=False)["example_id"].transform("first")
     is_dup = keys.duplicated(keep="first")
@@ -178,7 +306,42 @@ def clean(raw: pd.DataFrame, cfg: PipelineConfig) -> Cleaned:
     df.loc[dup_index, "reason_code"] = "duplicate"
     df.loc[dup_index, "reason"] = "duplicate of " + first_id[is_dup]
 
-    kept = df[df["reason_code"].isna()].copy()
+    sigs = None
+    if ic.near_duplicates.enabled:
+        unique = candidates[~is_dup.to_numpy()]
+        sig_all = neardup.signatures(keys[~is_dup].tolist(), ic.near_duplicates)
+        match = neardup.first_seen(
+            unique["example_id"].tolist(), sig_all, ic.near_duplicates, prior_ids=prior_ids or [], prior_sigs=prior_sigs
+        )
+        near = [m is not None for m in match]
+        near_index = unique.index[near]
+        df.loc[near_index, "reason_code"] = "near_duplicate"
+        df.loc[near_index, "reason"] = ["near_duplicate of " + str(m) for m in match if m is not None]
+        kept_order = unique.index[[not n for n in near]]
+        sigs_by_index = dict(zip(unique.index, sig_all, strict=True))
+
+    kept = df[df["reason_code"].isna()].sort_values(["timestamp", "_order"], kind="mergesort")
+    if ic.near_duplicates.enabled:
+        import numpy as np
+
+        assert set(kept.index) == set(kept_order)
+        sigs = (
+            np.stack([sigs_by_index[i] for i in kept.index])
+            if len(kept)
+            else np.zeros((0, ic.near_duplicates.num_perm), dtype=np.uint32)
+        )
     quarantined = df[df["reason_code"].notna()].copy()
-    kept = kept.sort_values(["timestamp", "_file_order", "source_row"], kind="mergesort")
-    return Cleaned(kept, quarantined, dict(pii), truncated, dict(sorted(unknown.items())))
+    languages = {str(k): int(v) for k, v in Counter(kept["language"]).items()}
+    return Cleaned(
+        kept.copy(),
+        quarantined,
+        {k: int(v) for k, v in sorted(pii.items())},
+        truncated,
+        dict(sorted(unknown.items())),
+        rows_read=rows_read,
+        repeated=int(repeated_mask.sum()),
+        corrections=corrections,
+        labels_normalized=normalized,
+        languages=dict(sorted(languages.items())),
+        signatures=sigs,
+    )

@@ -5,7 +5,7 @@ every persisted string column with it, the validate step checks with :func:`find
 is left, and the served model applies it to its input, so serving sees what training saw.
 
 Each kind is a *candidate* regex plus, where a library can decide better than a pattern, a
-validator: IBANs must pass their ISO 13616 checksum (python-stdnum), IP addresses must parse
+validator: IBANs must pass their ISO 13616 checksum and card numbers the Luhn check (python-stdnum), IP addresses must parse
 (``ipaddress``), phone numbers must be possible numbers for their country (phonenumbers), so an
 epoch timestamp such as ``1735689600`` is not a phone number.
 
@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 
 # Order matters: a match is replaced by its token before the next kind runs, so the more specific
 # kinds go first: an email may hold digits, an IBAN holds card-shaped digit groups, an IP address
@@ -61,6 +62,12 @@ def _valid_iban(candidate: str) -> bool:
     from stdnum import iban
 
     return bool(iban.is_valid(candidate.replace(" ", "").upper()))
+
+
+def _valid_card(candidate: str) -> bool:
+    from stdnum import luhn
+
+    return bool(luhn.is_valid("".join(ch for ch in candidate if ch.isdigit())))
 
 
 def _valid_ip(candidate: str) -> bool:
@@ -103,12 +110,31 @@ PII_KINDS: tuple[_Kind, ...] = (
     _Kind("email", re.compile(_EMAIL)),
     _Kind("iban", re.compile(_IBAN), _valid_iban),
     _Kind("ip", _IP_PATTERN, _valid_ip),
-    _Kind("card", re.compile(_CARD)),
+    _Kind("card", re.compile(_CARD), _valid_card),
     _Kind("order_number", re.compile(_ORDER)),
     _Kind("phone", re.compile(_PHONE), _valid_phone),
 )
 PII_PATTERNS: dict[str, re.Pattern[str]] = {k.name: k.pattern for k in PII_KINDS}
 _TOKEN_RX = re.compile("|".join(re.escape(t) for t in PII_TOKENS.values()))
+
+
+@lru_cache(maxsize=16)
+def _custom(items: tuple[tuple[str, str], ...]) -> tuple[_Kind, ...]:
+    return tuple(_Kind(name, re.compile(rf"(?<![\w-])(?:{pattern})(?![\w-])")) for name, pattern in items)
+
+
+def custom_kinds(patterns: Mapping[str, str] | None) -> tuple[_Kind, ...]:
+    """Kinds for ``ingest.pii_patterns`` (name -> bounded regex, checked linear by the config), token ``[NAME]``.
+    They run before the built-in kinds (after emails), whole words only."""
+    return _custom(tuple(sorted((patterns or {}).items())))
+
+
+def token_of(kind: str) -> str:
+    return PII_TOKENS.get(kind) or f"[{kind.upper()}]"
+
+
+def _kinds(extra: tuple[_Kind, ...]) -> tuple[_Kind, ...]:
+    return (PII_KINDS[0], *extra, *PII_KINDS[1:]) if extra else PII_KINDS
 
 
 _MAX_PASSES = 4
@@ -123,20 +149,23 @@ def _one_pass(kind: _Kind, s: str) -> tuple[str, int]:
         if kind.accept is not None and not kind.accept(m.group(0)):
             return m.group(0)
         count += 1
-        return PII_TOKENS[kind.name]
+        return token_of(kind.name)
 
     return kind.pattern.sub(replace, s), count
 
 
-def _scrub(s: str, found: list[tuple[str, str]] | None = None) -> tuple[str, dict[str, int]]:
+def _scrub(
+    s: str, found: list[tuple[str, str]] | None = None, extra: tuple[_Kind, ...] = ()
+) -> tuple[str, dict[str, int]]:
     """Every kind in order, round after round until a round replaces nothing (at most ``_MAX_PASSES``
     rounds, each linear): a look-behind sees the text as it was (in ``a@b.io.c@d.io`` the second
     address is a match only once the first is a token), and a token can complete a new match next to
     it (``[ORDER]::a``), so one round is not always enough."""
-    counts = dict.fromkeys(KINDS, 0)
+    kinds = _kinds(extra)
+    counts = dict.fromkeys((k.name for k in kinds), 0)
     for _ in range(_MAX_PASSES):
         replaced = 0
-        for kind in PII_KINDS:
+        for kind in kinds:
             if found is not None:
                 found.extend(
                     (kind.name, m.group(0))
@@ -151,34 +180,34 @@ def _scrub(s: str, found: list[tuple[str, str]] | None = None) -> tuple[str, dic
     return s, counts
 
 
-def scrub_pii(s: str) -> tuple[str, dict[str, int]]:
+def scrub_pii(s: str, extra: tuple[_Kind, ...] = ()) -> tuple[str, dict[str, int]]:
     """``s`` with every PII match replaced by its token (``[EMAIL]``, ``[IBAN]``, ``[IP]``, ``[CARD]``,
     ``[ORDER]``, ``[PHONE]``), and the number of replacements per kind (every kind, zeros included)."""
-    return _scrub(s)
+    return _scrub(s, None, extra)
 
 
-def find_pii(s: str) -> list[tuple[str, str]]:
+def find_pii(s: str, extra: tuple[_Kind, ...] = ()) -> list[tuple[str, str]]:
     """Every ``(kind, matched text)`` in ``s``, found as :func:`scrub_pii` replaces them in turn;
     empty when ``s`` is clean."""
     found: list[tuple[str, str]] = []
-    _scrub(s, found)
+    _scrub(s, found, extra)
     return found
 
 
-def pii_kinds(s: object) -> list[str]:
+def pii_kinds(s: object, extra: tuple[_Kind, ...] = ()) -> list[str]:
     """The distinct PII kinds in ``s`` (a non-string has none), in :data:`KINDS` order."""
     if not isinstance(s, str):
         return []
-    seen = {kind for kind, _ in find_pii(s)}
-    return [k for k in KINDS if k in seen]
+    seen = {kind for kind, _ in find_pii(s, extra)}
+    return [k.name for k in _kinds(extra) if k.name in seen]
 
 
-def mask_pii(s: str) -> str:
+def mask_pii(s: str, extra: tuple[_Kind, ...] = ()) -> str:
     """``s`` with PII replaced by ``[PII:<kind>]``: for reports that must say what was found, not what it
     was. Scrubbed first, so it hides everything :func:`scrub_pii` would."""
-    s, _ = scrub_pii(s)
-    for token_kind, token in PII_TOKENS.items():
-        s = s.replace(token, f"[PII:{token_kind}]")
+    s, _ = scrub_pii(s, extra)
+    for kind in _kinds(extra):
+        s = s.replace(token_of(kind.name), f"[PII:{kind.name}]")
     return s
 
 

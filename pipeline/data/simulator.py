@@ -18,7 +18,8 @@ holiday       11-20 .. 12-26   toys, gifts, electronics; shipping delays spike, 
 The season starts line up with ``ScheduleConfig.season_starts``, the days the retrain DAG runs.
 Three user segments write differently: ``mobile`` (short, lowercase, abbreviations, more typos),
 ``web`` and ``business`` (formal, longer, signed). Noise (typos, casing, whitespace), PII (emails,
-phones, order and card numbers), resent duplicates and the odd empty message give cleaning work.
+phones, order and card numbers), resent duplicates (half of them with a small edit: near-duplicates)
+and the odd empty message give cleaning work.
 
 Rows are plain dicts ``{text, label, timestamp, segment}``; ``timestamp`` is ISO 8601 UTC.
 """
@@ -37,7 +38,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 from pipeline.config import DEFAULT_LABELS, SimulatorConfig
-from pipeline.data.simulator_noise import _add_noise, _card, _email, _order_number, _phone
+from pipeline.data.simulator_noise import _add_noise, _card, _email, _order_number, _phone, _typo
 from pipeline.data.simulator_vocab import (  # the tables: data only
     _ABBREVIATIONS,
     _AMBIGUOUS,
@@ -78,6 +79,7 @@ SEASON_STARTS = (
 PRICE_MATCH_WINDOW = ("11-20", "12-31")
 
 DUPLICATE_RATE = 0.015  # customers resending the same message
+RESEND_EDIT_RATE = 0.5  # ... half of them with a small edit (a typo, "again:", "??"): near-duplicates
 EMPTY_RATE = 0.002  # an empty or whitespace-only message
 AMBIGUOUS_RATE = 0.10  # messages that could honestly be either of two intents
 LABEL_NOISE = 0.03  # agents pick a neighbouring intent now and then (see _CONFUSABLE)
@@ -312,6 +314,22 @@ def _message(rng: random.Random, d: date, label: str, segment: str, cfg: Simulat
     return text, label
 
 
+def _resend_edit(text: str, rng: random.Random) -> str:
+    """A resent message: the same text, or with a small edit (its own generator, so the day's other
+    messages do not change with it)."""
+    if rng.random() >= RESEND_EDIT_RATE:
+        return text
+    op = rng.random()
+    if op < 0.35:
+        words = text.split(" ")
+        j = max(range(len(words)), key=lambda k: (len(words[k]), -k))  # the longest word gets a typo
+        words[j] = _typo(words[j], rng)
+        return " ".join(words)
+    if op < 0.7:
+        return rng.choice(("again: ", "hello? ", "pls ")) + text
+    return text.rstrip() + rng.choice((" ??", "!!", " - still waiting"))
+
+
 # ---------------------------------------------------------------- days and ranges
 def _day_rows(cfg: SimulatorConfig, d: date) -> list[dict[str, str]]:
     rng = random.Random(f"support-simulator:{cfg.seed}:{d.isoformat()}")
@@ -332,10 +350,10 @@ def _day_rows(cfg: SimulatorConfig, d: date) -> list[dict[str, str]]:
             text, label = _message(rng, d, label, segment, cfg)
         events.append((ts, text, label, segment))
     resent = []
-    for ts, text, label, segment in events:
+    for n, (ts, text, label, segment) in enumerate(events):
         if text.strip() and rng.random() < DUPLICATE_RATE:  # the customer hits send again a bit later
             later = min(ts + timedelta(seconds=rng.randint(30, 3 * 3600)), midnight + timedelta(seconds=86399))
-            resent.append((later, text, label, segment))
+            resent.append((later, _resend_edit(text, random.Random(f"resend:{cfg.seed}:{d}:{n}")), label, segment))
     events.extend(resent)
     events.sort(key=lambda e: e[0])
     return [

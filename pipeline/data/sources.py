@@ -147,8 +147,9 @@ def _read_raw(path: Path) -> pd.DataFrame:
 
 
 def read_landing_file(path: str | Path, columns: ColumnMap) -> pd.DataFrame:
-    """The file's rows with the mapped columns renamed to ``text``, ``label``, ``timestamp`` and
-    ``segment`` (other columns dropped; ``segment`` is all-null when not mapped or not present).
+    """The file's rows with the mapped columns renamed to ``text``, ``label``, ``timestamp``,
+    ``segment`` and ``message_id`` (when ``columns.id`` is set; other columns dropped; ``segment`` is
+    all-null when not mapped or not present).
     Values are returned as read; cleaning and parsing belong to the ingest step."""
     p = Path(path)
     raw = _read_raw(p)
@@ -167,4 +168,8 @@ def read_landing_file(path: str | Path, columns: ColumnMap) -> pd.DataFrame:
         out["segment"] = raw[columns.segment].to_numpy()
     else:
         out["segment"] = None
+    if columns.id is not None:
+        if columns.id not in raw.columns:
+            raise IngestError(f"landing file {p}: column '{columns.id}' (ingest.columns.id) not found")
+        out["message_id"] = raw[columns.id].to_numpy()
     return out.reset_index(drop=True)

@@ -155,9 +155,16 @@ def check_input(
 
 
 def decide(
-    cfg: PipelineConfig, plan: Any, dr: DriftResult, champ: ChampionInfo, out_dir: str, current_uris: list[str]
+    cfg: PipelineConfig,
+    plan: Any,
+    dr: DriftResult,
+    champ: ChampionInfo,
+    out_dir: str,
+    current_uris: list[str],
+    validation_warnings: tuple[str, ...] = (),
 ) -> DecisionResult:
-    """The policy's decision on this check, recorded once per pipeline run (a retry returns it)."""
+    """The policy's decision on this check, recorded once per pipeline run (a retry returns it); the
+    window's validation warnings travel with it into the decision record."""
     done = storage.load_done(out_dir, DecisionResult)
     if done is not None:
         return done
@@ -177,7 +184,10 @@ def decide(
         cooldown_until=d.cooldown_until.isoformat() if d.cooldown_until else None,
         recorded=record,
         reference_uri=dr.reference_uri,
+        validation_warnings=tuple(validation_warnings),
     )
+    for w in validation_warnings:
+        log.warning("decide: the window passed validation with a warning: %s", w)
     if record:
         history.record(
             url,

@@ -32,8 +32,9 @@ from pipeline.results import EvaluateResult, RegisterResult
 log = logging.getLogger(__name__)
 
 REGISTRATION = "registration.json"
-MAX_TAGS = 10  # per version; everything else lives in the decision record and registration.json
-CALLER_TAGS = ("trigger", "window_end")  # the caller's tags that make the cut
+MAX_TAGS = 12  # per version; everything else lives in the decision record and registration.json
+# the caller's tags that make the cut: the manifest hash leads from a version to its window's rows and files
+CALLER_TAGS = ("trigger", "window_end", "manifest_sha256", "ingest_run_id")
 
 
 def version_tags(
@@ -44,7 +45,7 @@ def version_tags(
     tags: dict[str, Any] | None,
 ) -> dict[str, str]:
     """The (at most ``MAX_TAGS``) tags a new version is created with: the pipeline's own, then the
-    caller's ``trigger`` and ``window_end``; the rest of the caller's tags live in registration.json.
+    caller's ``trigger``, ``window_end``, ``manifest_sha256`` and ``ingest_run_id``; the rest of the caller's tags live in registration.json.
 
     The pipeline's keys win over the caller's (``pipeline_run_id`` is the idempotency key and must
     not be overridden); ``None`` values are left out, everything else is stringified.

@@ -54,20 +54,23 @@ import pandas as pd
 
 from pipeline import paths, storage, tracking
 from pipeline.config import PipelineConfig, ValidateConfig
+from pipeline.data import bounds
 from pipeline.data.contract import (
     CONTRACT_COLUMNS,
     COUNTS_SUITE,
     PII_COLUMNS,
     PII_SUITE,
     ROWS_SUITE,
+    STATS_SUITE,
     Failure,
     describe,
     expectations,
     label_counts,
     mask_result,
     pii_scan,
+    stats_frame,
 )
-from pipeline.data.pii import mask_pii, scrub_pii
+from pipeline.data.pii import custom_kinds, mask_pii, scrub_pii
 from pipeline.errors import DataValidationError
 from pipeline.results import ValidateResult
 
@@ -84,16 +87,77 @@ FAILED_MARKER = "_FAILED"
 class _Outcome:
     success: bool
     evaluated: int
-    failures: list[Failure]
+    failures: list[Failure]  # error severity: the run stops
+    warnings: list[Failure]  # warning severity: reported, the run goes on
     result_json: dict[str, Any]
 
 
-def run(cfg: PipelineConfig, *, data_uris: list[str], out_dir: str, pipeline_run_id: str) -> ValidateResult:
+@dataclass
+class _Plan:
+    """What the suites check beyond the config: time bounds, segments, learned bounds."""
+
+    now: Any
+    oldest: Any
+    segments: tuple[str, ...]
+    learned: bounds.Learned | None
+    stats: dict[str, float]
+    stat_bounds: dict[str, tuple[float | None, float | None]]
+
+
+def _plan(cfg: PipelineConfig, vcfg: ValidateConfig, df: pd.DataFrame, reference_uris: Sequence[str],
+          window_start: str | None) -> _Plan:  # fmt: skip
+    learned = None
+    if reference_uris:
+        try:
+            ref = pd.concat([pd.read_parquet(paths.local_path(u)) for u in reference_uris], ignore_index=True)
+            learned = bounds.learn(ref)
+        except (OSError, ValueError) as exc:  # a lost reference weakens the suite, it does not fail the window
+            log.warning("validate: reference %s cannot be read (%s): learned bounds skipped", list(reference_uris), exc)
+    stats = bounds.window_stats(df, learned)
+    learned_bounds = (
+        bounds.stat_bounds(
+            learned,
+            length_factor=vcfg.length_factor,
+            max_class_shift=vcfg.max_class_shift,
+            language_tolerance=vcfg.language_tolerance,
+            duplicate_tolerance=vcfg.duplicate_tolerance,
+        )
+        if learned is not None
+        else {}
+    )
+    now = pd.Timestamp.now(tz="UTC") + pd.Timedelta(seconds=vcfg.future_skew_s)
+    oldest = None
+    if window_start and vcfg.max_lateness_days is not None:
+        oldest = pd.Timestamp(str(window_start)[:10], tz="UTC") - pd.Timedelta(days=vcfg.max_lateness_days)
+    has_segments = "segment" in df.columns and bool(df["segment"].notna().any())
+    segments = tuple(vcfg.segments) or (learned.segments if learned is not None else ())
+    return _Plan(
+        now.to_pydatetime(),
+        None if oldest is None else oldest.to_pydatetime(),
+        segments if has_segments else (),
+        learned,
+        stats,
+        {k: v for k, v in learned_bounds.items() if k in stats},
+    )
+
+
+def run(
+    cfg: PipelineConfig,
+    *,
+    data_uris: list[str],
+    out_dir: str,
+    pipeline_run_id: str,
+    reference_uris: Sequence[str] = (),
+    window_start: str | None = None,
+) -> ValidateResult:
     """Validate the curated files ``data_uris`` (concatenated) and return the recorded result.
 
-    Raises :class:`DataValidationError` when an expectation fails (after publishing the report and
-    the quarantine under ``out_dir``) or when a file cannot be read. Safe to retry: a finished
-    success is returned as recorded; a failure or a crash is validated again from scratch.
+    ``reference_uris``: the window the champion answered, to learn bounds from (none for the first
+    model); ``window_start``: the run's window start, for stale timestamps. Raises
+    :class:`DataValidationError` when an error-severity check fails (after publishing the report
+    and the quarantine under ``out_dir``) or when a file cannot be read; warning-severity failures
+    are logged and recorded in the result. Safe to retry: a finished success is returned as
+    recorded; a failure or a crash is validated again from scratch.
     """
     done = storage.load_done(out_dir, ValidateResult)
     if done is not None:
@@ -108,9 +172,15 @@ def run(cfg: PipelineConfig, *, data_uris: list[str], out_dir: str, pipeline_run
         mlflow.log_params(_params(vcfg))
         df, origin, missing_by_file = _read_window(data_uris)
         vcfg = accepted_labels(vcfg, df)
+        plan = _plan(cfg, vcfg, df, reference_uris, window_start)
+        if plan.learned is not None:
+            mlflow.log_dict({"learned": plan.learned.to_dict(), "stats": plan.stats, "bounds": plan.stat_bounds},
+                            "validation/learned_bounds.json")  # fmt: skip
         started = time.perf_counter()
         with storage.staged_dir(out_dir) as stage:
-            outcome = _run_suites(df, vcfg, stage / DATA_DOCS_DIR, pipeline_run_id)
+            outcome = _run_suites(
+                df, vcfg, stage / DATA_DOCS_DIR, pipeline_run_id, plan, custom_kinds(cfg.ingest.pii_patterns)
+            )
             storage.write_json_atomic(stage / RESULT_FILE, outcome.result_json)
             quarantine = _quarantine(df, origin, outcome.failures)
             if len(quarantine):
@@ -126,6 +196,7 @@ def run(cfg: PipelineConfig, *, data_uris: list[str], out_dir: str, pipeline_run
                 rows_quarantined=len(quarantine),
                 mlflow_run_id=mlrun.info.run_id,
                 rows_validated=len(df),
+                warnings=tuple(w.summary for w in outcome.warnings),
             )
             # logged from the stage, before publishing: a failed upload leaves nothing half-done
             mlflow.log_artifact(str(stage / RESULT_FILE), "validation")
@@ -135,6 +206,7 @@ def run(cfg: PipelineConfig, *, data_uris: list[str], out_dir: str, pipeline_run
                 {
                     "expectations_evaluated": outcome.evaluated,
                     "expectations_failed": len(outcome.failures),
+                    "expectations_warned": len(outcome.warnings),
                     "rows": len(df),
                     "rows_quarantined": len(quarantine),
                 }
@@ -144,9 +216,12 @@ def run(cfg: PipelineConfig, *, data_uris: list[str], out_dir: str, pipeline_run
                 storage.write_done(stage, result)
             else:
                 storage.write_json_atomic(stage / FAILED_MARKER, {**result.to_dict(), "error": message})
+        for w in outcome.warnings:
+            log.warning("validate: %s", w.summary)
         log.info(
-            "validate: %d rows from %s, %d of %d expectations failed, %d rows quarantined, %.2fs; wrote %s",
-            len(df), files, len(outcome.failures), outcome.evaluated, len(quarantine),
+            "validate: %d rows from %s, %d of %d expectations failed (%d more warned), %d rows quarantined, %.2fs; "
+            "wrote %s",
+            len(df), files, len(outcome.failures), outcome.evaluated, len(outcome.warnings), len(quarantine),
             time.perf_counter() - started, final,
         )  # fmt: skip
         if not outcome.success:
@@ -225,14 +300,18 @@ def _context(docs_dir: Path) -> Any:
     return gx.get_context(mode="ephemeral", project_config=config)
 
 
-def _run_suites(df: pd.DataFrame, vcfg: ValidateConfig, docs_dir: Path, pipeline_run_id: str) -> _Outcome:
+def _run_suites(
+    df: pd.DataFrame, vcfg: ValidateConfig, docs_dir: Path, pipeline_run_id: str, plan: _Plan, extra: tuple[Any, ...]
+) -> _Outcome:
     import great_expectations as gx
     from great_expectations.core.run_identifier import RunIdentifier
 
     ctx = _context(docs_dir)
     counts = label_counts(df)
-    frames = {ROWS_SUITE: df, COUNTS_SUITE: counts, PII_SUITE: pii_scan(df)}
-    suites = expectations(vcfg)
+    scan = pii_scan(df, extra)
+    suites = expectations(vcfg, now=plan.now, oldest=plan.oldest, segments=plan.segments, stat_bounds=plan.stat_bounds)
+    frames = {ROWS_SUITE: df, COUNTS_SUITE: counts, PII_SUITE: scan, STATS_SUITE: stats_frame(plan.stats)}
+    frames = {k: v for k, v in frames.items() if k in suites}
     # A checkpoint passes the same batch parameters to every validation definition, so two
     # in-memory dataframes cannot be told apart: each batch is a Parquet asset in a scratch folder.
     with tempfile.TemporaryDirectory(prefix="gx-batches-") as scratch:
@@ -258,33 +337,38 @@ def _run_suites(df: pd.DataFrame, vcfg: ValidateConfig, docs_dir: Path, pipeline
         checkpoint_result = checkpoint.run(run_id=RunIdentifier(run_name=pipeline_run_id))
 
     failures: list[Failure] = []
+    warned: list[Failure] = []
     evaluated = 0
     store = ctx.validation_results_store
     for key, suite_result in checkpoint_result.run_results.items():
         for er in suite_result.results:
             evaluated += 1
             if not er.success:
-                failure = describe(er, df, counts, vcfg)
+                failure = describe(er, df, counts, vcfg, plan.stats, scan)
                 failure.table_level = failure.table_level or er.expectation_config.type.startswith("expect_table_")
                 # the summary and reasons travel to logs, MLflow and the quarantine: never with PII
-                failure.summary = mask_pii(failure.summary)
-                failure.row_reasons = {i: mask_pii(r) for i, r in failure.row_reasons.items()}
-                failures.append(failure)
+                failure.summary = mask_pii(failure.summary, extra)
+                failure.row_reasons = {i: mask_pii(r, extra) for i, r in failure.row_reasons.items()}
+                (failures if failure.severity == "error" else warned).append(failure)
             mask_result(er)
         store.set(key, suite_result)  # store the masked results: the docs are rendered from the store
     ctx.build_data_docs()
     _prune_docs(docs_dir)
     failures.sort(key=lambda f: not f.table_level)  # schema and row count first: they explain the rest
 
+    success = not failures
     result_json = {
-        "success": bool(checkpoint_result.success),
+        "success": success,
         "run_name": pipeline_run_id,
         "expectations_evaluated": evaluated,
         "expectations_failed": len(failures),
         "failures": [f.summary for f in failures],
+        "warnings": [f.summary for f in warned],
+        "learned_bounds": None if plan.learned is None else plan.learned.to_dict(),
+        "window_stats": plan.stats,
         "validation_results": [r.to_json_dict() for r in checkpoint_result.run_results.values()],
     }
-    return _Outcome(bool(checkpoint_result.success), evaluated, failures, result_json)
+    return _Outcome(success, evaluated, failures, warned, result_json)
 
 
 def _prune_docs(docs_dir: Path) -> None:

@@ -8,7 +8,6 @@ each other's models.
 from __future__ import annotations
 
 import os
-import uuid
 from datetime import date
 
 import pytest
@@ -16,21 +15,6 @@ import pytest
 pytestmark = [pytest.mark.integration, pytest.mark.service("postgresql")]
 
 PG = os.environ.get("RETRAIN_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
-
-
-@pytest.fixture
-def pg_db():
-    psycopg2 = pytest.importorskip("psycopg2")
-    name = f"retrain_it_{uuid.uuid4().hex[:10]}"
-    admin = psycopg2.connect(f"{PG}/postgres", connect_timeout=5)  # reachability is checked by the marker
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    # SQLAlchemy 2.1 maps plain postgresql:// to psycopg 3; name the installed driver
-    yield f"{PG.replace('postgresql://', 'postgresql+psycopg2://', 1)}/{name}"
-    with admin.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.close()
 
 
 def test_loop_registers_and_promotes_on_postgres(make_cfg, pg_db, tmp_path) -> None:

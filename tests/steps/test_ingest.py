@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
@@ -15,6 +16,20 @@ from pipeline.data.watermark import Watermark
 from pipeline.errors import IngestError, NoNewDataError
 from pipeline.results import IngestResult
 from pipeline.steps import ingest
+
+_WORDS = (
+    "parcel kettle blender jacket sneakers lamp umbrella backpack scarf monitor tripod charger pillow mug "
+    "yesterday monday tracking courier warehouse invoice voucher receipt colour size broken missing late "
+    "cracked wrong blue green heavy tiny urgent twice again"
+).split()
+
+
+def msg(i: int, topic: str) -> str:
+    """A message about ``topic`` far from every other ``msg`` (no near-duplicates among them)."""
+    import random
+
+    return f"{topic} " + " ".join(random.Random(f"{topic}{i}").sample(_WORDS, 6))
+
 
 SIM = SimulatorConfig(messages_per_day=6, days=14, days_per_file=7, start_date=date(2025, 1, 1), pii_rate=0.5)
 
@@ -44,14 +59,15 @@ def test_writes_curated_window(cfg, landing: Path, tmp_path: Path) -> None:
     res = _run(cfg, landing, out)
 
     assert res.files == ("support_2025-01-01.jsonl", "support_2025-01-08.jsonl")
-    assert res.rows_read == res.rows_kept + res.rows_quarantined > 100
+    assert res.rows_read == res.rows_kept + res.rows_quarantined > 100  # nothing repeated, no corrections
+    assert res.rows_repeated == 0 and res.manifest_sha256 and res.mlflow_run_id
     assert res.rows_quarantined > 0 and res.quarantine_uri == str(out / "quarantine.parquet")
     assert sum(res.label_counts.values()) == res.rows_kept == sum(res.split_sizes.values())
     assert (out / "_SUCCESS").is_file()
     parts = {name: pd.read_parquet(getattr(res, f"{name}_uri")) for name in ("train", "val", "test")}
     assert {k: len(v) for k, v in parts.items()} == res.split_sizes
     for df in parts.values():
-        assert list(df.columns) == ["example_id", "text", "label", "timestamp", "segment", "source_file"]
+        assert list(df.columns) == list(ingest.OUTPUT_COLUMNS)
         assert str(df["timestamp"].dtype) == "datetime64[ns, UTC]"
         assert set(df["source_file"]) <= set(res.files)
     ids = pd.concat(parts.values())["example_id"]
@@ -63,6 +79,9 @@ def test_writes_curated_window(cfg, landing: Path, tmp_path: Path) -> None:
     assert [f["name"] for f in manifest["files"]] == list(res.files)
     assert all(len(f["sha256"]) == 64 and f["rows_read"] > 0 for f in manifest["files"])
     assert sum(manifest["quarantined_by_reason"].values()) == res.rows_quarantined
+    acc = manifest["accounting"]
+    assert acc["balanced"] and acc["rows_read"] == res.rows_read
+    assert acc["kept"] + sum(acc["quarantined"].values()) + sum(acc["duplicates"].values()) == res.rows_read
     assert manifest["split_sizes"] == res.split_sizes
     assert sum(manifest["pii_replacements"].values()) > 0
     assert not list(out.parent.glob(".*tmp*"))  # no staging leftovers
@@ -84,7 +103,7 @@ def test_retry_of_the_same_run_after_lost_output_reads_again(cfg, landing: Path,
 
     shutil.rmtree(tmp_path / "out")
     again = _run(cfg, landing, tmp_path / "out")  # same run id: its claimed files count as pending
-    assert again == first
+    assert replace(again, mlflow_run_id=None) == replace(first, mlflow_run_id=None)  # a new MLflow run
 
 
 def test_watermark_exactly_once_per_consumer_after_commit(cfg, landing: Path, tmp_path: Path) -> None:
@@ -95,7 +114,7 @@ def test_watermark_exactly_once_per_consumer_after_commit(cfg, landing: Path, tm
     assert ingest.commit(cfg, first) == 0  # idempotent
     with pytest.raises(NoNewDataError, match=r"consumer 'retrain'") as exc:
         _run(cfg, landing, tmp_path / "b", run_id="r2")
-    assert str(landing) in str(exc.value)
+    assert "no new rows" in str(exc.value)
     assert not (tmp_path / "b").exists()
 
     other = _run(cfg, landing, tmp_path / "c", run_id="m1", consumer="monitor")
@@ -107,11 +126,14 @@ def test_watermark_exactly_once_per_consumer_after_commit(cfg, landing: Path, tm
     assert newer.files == ("support_2025-01-15.jsonl",)
     ingest.commit(cfg, newer)
 
-    # a file whose content changed counts as new
+    # a file with one row appended: only that row is new
     changed = landing / "support_2025-01-01.jsonl"
-    changed.write_text(changed.read_text().replace("order", "ORDER"))
+    extra = {"text": "my umbrella arrived broken and I want my money back", "label": "refund_request",
+             "timestamp": "2025-01-03T10:00:00Z", "segment": "web"}  # fmt: skip
+    changed.write_text(changed.read_text() + json.dumps(extra) + "\n")
     again = _run(cfg, landing, tmp_path / "e", run_id="r4")
     assert again.files == ("support_2025-01-01.jsonl",)
+    assert again.rows_kept == 1 and again.rows_repeated == again.rows_read - 1
 
 
 def test_a_run_that_fails_after_ingest_consumes_nothing(cfg, landing: Path, tmp_path: Path) -> None:
@@ -169,7 +191,7 @@ def test_a_window_whose_rows_are_all_quarantined_is_nothing_to_do(cfg, tmp_path:
             {"text": "where is it", "label": "order_status", "timestamp": "never"},
         ],
     )
-    with pytest.raises(EmptyWindowError, match=r"all 2 rows of 1 new file\(s\) went to quarantine") as exc:
+    with pytest.raises(EmptyWindowError, match=r"none of the 2 rows of 1 unit\(s\) can train") as exc:
         _run(cfg, landing, tmp_path / "out")
     assert isinstance(exc.value, NothingToDoError) and "\n" not in str(exc.value)
     assert len(pd.read_parquet(tmp_path / "out" / "quarantine.parquet")) == 2  # nothing lost
@@ -183,8 +205,7 @@ def test_a_window_whose_rows_are_all_quarantined_is_nothing_to_do(cfg, tmp_path:
 def test_pii_in_the_label_column_never_persists(cfg, tmp_path: Path) -> None:
     landing = tmp_path / "landing"
     rows = [
-        {"text": f"where is my order number {i}", "label": "order_status", "timestamp": 1735689600 + i}
-        for i in range(10)
+        {"text": msg(i, "where is my order"), "label": "order_status", "timestamp": 1735689600 + i} for i in range(10)
     ]
     rows.append({"text": "please help me now", "label": "jane.doe@example.com", "timestamp": 1735689700})
     _jsonl(landing / "x_2025-01-01.jsonl", rows)
@@ -314,7 +335,7 @@ def test_user_csv_with_custom_column_mapping(make_cfg, tmp_path: Path) -> None:
     cfg = make_cfg(ingest={"columns": {"text": "body", "label": "intent", "timestamp": "created_at", "segment": None}})
     landing = tmp_path / "landing"
     landing.mkdir()
-    rows = [f"Message number {i} about my refund,refund_request,{1735689600 + i * 60},extra" for i in range(12)]
+    rows = [f"{msg(i, 'refund')},refund_request,{1735689600 + i * 60},extra" for i in range(12)]
     (landing / "export_20250101.csv").write_text("body,intent,created_at,other\n" + "\n".join(rows) + "\n")
     res = _run(cfg, landing, tmp_path / "out")
     assert res.files == ("export_20250101.csv",) and res.rows_kept == 12 and res.quarantine_uri is None
@@ -384,14 +405,14 @@ def test_unreadable_file_names_the_file(
 def test_new_labels_fail_hold_out_or_accept(make_cfg, tmp_path: Path, mode, held_out, kept_labels) -> None:
     """hold_out quarantines every new label's rows; accept keeps those with enough rows to train on."""
     cfg = make_cfg(validate={"new_labels": mode, "min_rows_per_class": 3})
-    rows = [{"text": f"where is my order {i}", "label": "order_status", "timestamp": 1735689600 + i} for i in range(6)]
-    rows += [
-        {"text": f"refund for item {i} please", "label": "refund_request", "timestamp": 1735689700 + i}
-        for i in range(6)
+    rows = [
+        {"text": msg(i, "where is my order"), "label": "order_status", "timestamp": 1735689600 + i} for i in range(6)
     ]
     rows += [
-        {"text": f"my warranty claim {i} for the kettle", "label": "warranty_claim", "timestamp": 1735689800 + i}
-        for i in range(4)
+        {"text": msg(i, "refund please"), "label": "refund_request", "timestamp": 1735689700 + i} for i in range(6)
+    ]
+    rows += [
+        {"text": msg(i, "warranty claim"), "label": "warranty_claim", "timestamp": 1735689800 + i} for i in range(4)
     ]
     rows += [{"text": "my loyalty points vanished", "label": "loyalty_points", "timestamp": 1735689900}]
     _jsonl(tmp_path / "landing" / "x_2025-01-01.jsonl", rows)

@@ -42,7 +42,11 @@ def _window(n: int = 60) -> pd.DataFrame:
             "label": [LABELS[i % len(LABELS)] for i in range(n)],
             "timestamp": pd.date_range("2025-01-01", periods=n, freq="h", tz="UTC"),
             "segment": [None if i % 4 else f"seg{i % 3}" for i in range(n)],
+            "language": "en",
+            "message_id": None,
+            "source": "landing",
             "source_file": "support_2025-01-01.jsonl",
+            "source_row": range(n),
         }
     )
 
@@ -73,14 +77,14 @@ def test_clean_window_passes(vcfg, tmp_path: Path) -> None:
 
     res = _run(vcfg, uris, out)
 
-    assert res.success and res.expectations_evaluated == 10 and res.expectations_failed == 0
+    assert res.success and res.expectations_evaluated == 11 and res.expectations_failed == 0
     assert res.rows_validated == 60 and res.rows_quarantined == 0 and res.quarantine_uri is None
     assert res.result_uri == str(out / "validation_result.json")
     assert res.data_docs_uri == str(out / "data_docs" / "index.html")
     assert (out / "_SUCCESS").is_file() and not (out / "_FAILED").exists()
     assert not (out / "quarantine.parquet").exists()
     report = json.loads(Path(res.result_uri).read_text())
-    assert report["success"] is True and report["expectations_evaluated"] == 10
+    assert report["success"] is True and report["expectations_evaluated"] == 11
     suites = {r["meta"]["active_batch_definition"]["data_asset_name"] for r in report["validation_results"]}
     assert suites == {"curated_rows", "label_counts", "pii_scan"}
     docs = Path(res.data_docs_uri)
@@ -91,7 +95,7 @@ def test_clean_window_passes(vcfg, tmp_path: Path) -> None:
     run = client.get_run(res.mlflow_run_id)
     assert run.info.status == "FINISHED"
     assert run.data.tags["pipeline_run_id"] == "validate_test__r1" and run.data.tags["step"] == "validate"
-    assert run.data.metrics["expectations_evaluated"] == 10 and run.data.metrics["expectations_failed"] == 0
+    assert run.data.metrics["expectations_evaluated"] == 11 and run.data.metrics["expectations_failed"] == 0
     assert [f.path for f in client.list_artifacts(res.mlflow_run_id, "validation")] == [
         "validation/validation_result.json"
     ]
@@ -217,7 +221,7 @@ def test_quarantine_names_rows_and_reasons_without_leaking_pii(vcfg, tmp_path: P
     uris = _write(_rare_class(_pii(_too_long(_unknown_label(_window())))), tmp_path / "curated")
     out = tmp_path / "run" / "validate"
 
-    with pytest.raises(DataValidationError, match="4 of 10 expectations failed"):
+    with pytest.raises(DataValidationError, match="4 of 11 expectations failed"):
         _run(vcfg, uris, out, run_id="validate_test__quarantine")
 
     q = pd.read_parquet(out / "quarantine.parquet")
@@ -225,11 +229,17 @@ def test_quarantine_names_rows_and_reasons_without_leaking_pii(vcfg, tmp_path: P
     assert set(reasons) == {"ex003", "ex004", "ex005", "ex006", "ex007", "ex009"}
     assert reasons["ex003"].startswith("expect_column_values_to_be_in_set(label): label 'refnd' is not in validate")
     assert "label 'refnd' has 3 rows" not in reasons["ex003"]  # 3 >= min 2: not a rare class
-    assert reasons["ex004"] == "expect_column_value_lengths_to_be_between(text, min=3, max=1000): length 1200"
-    assert reasons["ex005"] == "expect_column_values_to_be_null(pii_scan.pii): PII text:email,text:phone"
+    # each reason names the landing file and row the curated row came from
+    assert reasons["ex004"] == (
+        "expect_column_value_lengths_to_be_between(text, min=3, max=1000): length 1200 [support_2025-01-01.jsonl row 4]"
+    )
+    assert reasons["ex005"] == (
+        "expect_column_values_to_be_null(pii_scan.pii): PII text:email,text:phone [support_2025-01-01.jsonl row 5]"
+    )
     assert (
         reasons["ex007"]
-        == "expect_column_values_to_be_between(label_counts.rows, min=2): label 'price_match' has 1 rows"
+        == "expect_column_values_to_be_between(label_counts.rows, min=2): label 'price_match' has 1 rows "
+        "[support_2025-01-01.jsonl row 7]"
     )
     assert dict(zip(q["example_id"], q["data_file"], strict=True))["ex005"] == "train.parquet"
     assert set(q.columns) >= {"example_id", "text", "label", "timestamp", "segment", "source_file", "reason"}
