@@ -159,6 +159,9 @@ class IngestConfig(Section):
     )
     min_text_chars: int = Field(3, ge=1, description="Rows with shorter text (after cleaning) are quarantined.")
     max_text_chars: int = Field(1000, ge=10, description="Longer texts are truncated to this many characters.")
+    max_token_chars: int = Field(
+        200, ge=20, description="Rows with a longer run of non-space characters are quarantined (reason long_token)."
+    )
     scrub_pii: bool = Field(
         True, description="Replace emails, phones, IBANs, IPs, order and card numbers before persisting."
     )

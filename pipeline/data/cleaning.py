@@ -9,7 +9,7 @@ the accounting. In order:
 2. text repaired (ftfy, NFKC), scrubbed of PII and cut; labels normalized (case, separators,
    ``ingest.label_aliases``), PII scrubbed from unknown labels and segments; timestamps parsed;
 3. feedback corrections applied (:mod:`pipeline.data.feedback`);
-4. row checks, first failing reason wins: ``empty_text``, ``text_too_short``, ``missing_label``,
+4. row checks, first failing reason wins: ``empty_text``, ``text_too_short``, ``long_token``, ``missing_label``,
    ``bad_timestamp``, ``language`` (lingua; the detected language in the reason), ``new_label``;
 5. exact duplicates (same dedup key) and near-duplicates (MinHash LSH, within the window and
    against the consumer's earlier windows) of an earlier row, with the id of the row they repeat.
@@ -38,6 +38,7 @@ _BASIC_DATE = re.compile(r"^\s*\d{8}\s*$")
 ROW_CHECKS = (
     "empty_text",
     "text_too_short",
+    "long_token",
     "missing_label",
     "bad_timestamp",
     "language",
@@ -280,6 +281,12 @@ def clean(
         df["text"].fillna("").str.len() < ic.min_text_chars,
         "text_too_short",
         f"text_too_short (fewer than {ic.min_text_chars} characters)",
+    )
+    longest = df["text"].map(lambda t: max((len(w) for w in t.split()), default=0) if isinstance(t, str) else 0)
+    flag(
+        longest > ic.max_token_chars,
+        "long_token",
+        "long_token (a " + longest.astype(str) + f"-character token; ingest.max_token_chars={ic.max_token_chars})",
     )
     flag(df["label"].isna(), "missing_label", "missing_label")
     flag(df["timestamp"].isna(), "bad_timestamp", "bad_timestamp (not ISO 8601 or epoch seconds)")

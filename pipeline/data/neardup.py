@@ -2,9 +2,12 @@
 
 A text's fingerprint is the MinHash of its character shingles (``shingle_chars`` long) over the
 dedup key (normalized, casefolded), so a resend with a typo, a changed word or extra punctuation
-lands in the same LSH buckets as the original; :class:`datasketch.MinHashLSH` chooses the bands
-and rows for the configured Jaccard ``threshold``. Candidates from the buckets are confirmed with
-the signatures' estimated Jaccard, so a bucket collision alone never drops a row.
+lands in the same LSH buckets as the original. :class:`datasketch.MinHashLSH` chooses the bands
+and rows for a looser threshold (``threshold - 0.15``, recall weighted), so a true pair is rarely
+missed; each candidate is then confirmed with the signatures' estimated Jaccard at ``threshold``,
+so a bucket collision alone never drops a row. Short messages change more with a small edit
+("where is my order" and "again: where is my order??" are far apart as shingle sets): the
+guarantee is for estimated Jaccard at or above the threshold.
 
 :func:`first_seen` walks the rows in order: a row is a near-duplicate when it matches an earlier
 row of the same window or a row of the cross-window index (kept rows of earlier runs, see
@@ -56,7 +59,8 @@ def first_seen(
     """For each row (in order), the id of the earlier row or prior-window row it near-duplicates, else None."""
     from datasketch import LeanMinHash, MinHashLSH
 
-    lsh = MinHashLSH(threshold=cfg.threshold, num_perm=cfg.num_perm)
+    # candidates from a looser, recall-weighted index; the signatures' estimate then decides at the threshold
+    lsh = MinHashLSH(threshold=max(0.3, cfg.threshold - 0.15), num_perm=cfg.num_perm, weights=(0.3, 0.7))
     stored: dict[str, np.ndarray] = {}
 
     def lean(sig: np.ndarray) -> LeanMinHash:

@@ -103,6 +103,22 @@ class _Kind:
     name: str
     pattern: re.Pattern[str]
     accept: Callable[[str], bool] | None = None
+    # spans inside a candidate to replace (a library finds the item within a bounded candidate)
+    within: Callable[[str], list[tuple[int, int]]] | None = None
+
+
+# "+49 30 901820", "+33 1 42 68 53 00", "+44 (0)20 7946 0958": an international number in any grouping;
+# a bounded candidate, in which libphonenumber's matcher finds the valid numbers
+_PHONE_INTL = r"(?<![\w+])\+\d{1,3}(?:[ .-]?\(?\d{1,4}\)?){1,6}(?!\w)"
+
+
+def _intl_numbers(candidate: str) -> list[tuple[int, int]]:
+    import phonenumbers
+
+    return [
+        (m.start, m.end)
+        for m in phonenumbers.PhoneNumberMatcher(candidate, None, leniency=phonenumbers.Leniency.VALID)
+    ]
 
 
 _IP_PATTERN = re.compile(f"{_IPV6}|{_IPV4}")
@@ -112,9 +128,10 @@ PII_KINDS: tuple[_Kind, ...] = (
     _Kind("ip", _IP_PATTERN, _valid_ip),
     _Kind("card", re.compile(_CARD), _valid_card),
     _Kind("order_number", re.compile(_ORDER)),
+    _Kind("phone", re.compile(_PHONE_INTL), within=_intl_numbers),
     _Kind("phone", re.compile(_PHONE), _valid_phone),
 )
-PII_PATTERNS: dict[str, re.Pattern[str]] = {k.name: k.pattern for k in PII_KINDS}
+PII_PATTERNS: dict[str, re.Pattern[str]] = {f"{k.name}{'_intl' if k.within else ''}": k.pattern for k in PII_KINDS}
 _TOKEN_RX = re.compile("|".join(re.escape(t) for t in PII_TOKENS.values()))
 
 
@@ -146,8 +163,15 @@ def _one_pass(kind: _Kind, s: str) -> tuple[str, int]:
 
     def replace(m: re.Match[str]) -> str:
         nonlocal count
-        if kind.accept is not None and not kind.accept(m.group(0)):
-            return m.group(0)
+        text = m.group(0)
+        if kind.within is not None:
+            spans = kind.within(text)
+            for start, end in reversed(spans):
+                text = text[:start] + token_of(kind.name) + text[end:]
+            count += len(spans)
+            return text
+        if kind.accept is not None and not kind.accept(text):
+            return text
         count += 1
         return token_of(kind.name)
 
@@ -167,11 +191,11 @@ def _scrub(
         replaced = 0
         for kind in kinds:
             if found is not None:
-                found.extend(
-                    (kind.name, m.group(0))
-                    for m in kind.pattern.finditer(s)
-                    if kind.accept is None or kind.accept(m.group(0))
-                )
+                for m in kind.pattern.finditer(s):
+                    if kind.within is not None:
+                        found.extend((kind.name, m.group(0)[a:b]) for a, b in kind.within(m.group(0)))
+                    elif kind.accept is None or kind.accept(m.group(0)):
+                        found.append((kind.name, m.group(0)))
             s, n = _one_pass(kind, s)
             counts[kind.name] += n
             replaced += n
@@ -199,15 +223,15 @@ def pii_kinds(s: object, extra: tuple[_Kind, ...] = ()) -> list[str]:
     if not isinstance(s, str):
         return []
     seen = {kind for kind, _ in find_pii(s, extra)}
-    return [k.name for k in _kinds(extra) if k.name in seen]
+    return list(dict.fromkeys(k.name for k in _kinds(extra) if k.name in seen))
 
 
 def mask_pii(s: str, extra: tuple[_Kind, ...] = ()) -> str:
     """``s`` with PII replaced by ``[PII:<kind>]``: for reports that must say what was found, not what it
     was. Scrubbed first, so it hides everything :func:`scrub_pii` would."""
     s, _ = scrub_pii(s, extra)
-    for kind in _kinds(extra):
-        s = s.replace(token_of(kind.name), f"[PII:{kind.name}]")
+    for name in dict.fromkeys(k.name for k in _kinds(extra)):
+        s = s.replace(token_of(name), f"[PII:{name}]")
     return s
 
 

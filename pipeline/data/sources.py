@@ -99,12 +99,52 @@ def _one_line(text: object, limit: int = 300) -> str:
     return s if len(s) <= limit else s[: limit - 3] + "..."
 
 
-def _read_jsonl(path: Path) -> pd.DataFrame:
+FALLBACK_ENCODING = "cp1252"  # what a spreadsheet on Windows writes; every byte decodes
+
+
+def _head(path: Path, size: int = 65536) -> bytes:
+    from pandas.io.common import get_handle
+
+    with get_handle(str(path), "rb", compression="infer", is_text=False) as handles:
+        return bytes(handles.handle.read(size))
+
+
+def encoding_of(path: Path) -> str:
+    """``utf-8-sig`` (UTF-8, a BOM dropped) when the whole file decodes as UTF-8, else
+    :data:`FALLBACK_ENCODING`: files of one landing folder may come in different encodings."""
+    import codecs
+
+    from pandas.io.common import get_handle
+
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        with get_handle(str(path), "rb", compression="infer", is_text=False) as handles:
+            for chunk in iter(lambda: handles.handle.read(1 << 20), b""):
+                decoder.decode(chunk)
+            decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return FALLBACK_ENCODING
+    return "utf-8-sig"
+
+
+def csv_delimiter(path: Path, encoding: str) -> str:
+    """The delimiter of a CSV file (``,``, ``;``, tab or ``|``), sniffed from its first lines."""
+    import csv
+
+    text = _head(path).decode(encoding, errors="replace").lstrip("\ufeff")
+    lines = text.splitlines()[:20]
+    try:
+        return csv.Sniffer().sniff("\n".join(lines), delimiters=",;\t|").delimiter
+    except csv.Error:
+        return ","
+
+
+def _read_jsonl(path: Path, encoding: str = "utf-8") -> pd.DataFrame:
     import pandas as pd
     from pandas.io.common import get_handle
 
     records = []
-    with get_handle(str(path), "r", encoding="utf-8", compression="infer") as handles:
+    with get_handle(str(path), "r", encoding=encoding, compression="infer") as handles:
         fh = handles.handle
         for n, line in enumerate(fh, start=1):
             if not line.strip():
@@ -125,10 +165,14 @@ def _read_raw(path: Path) -> pd.DataFrame:
     kind = file_format(path)
     try:
         if kind == "csv":
+            encoding = encoding_of(path)
             # every cell as text; only truly empty cells are missing ("NA" or "null" may be a message)
-            return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+            return pd.read_csv(
+                path, dtype=str, keep_default_na=False, na_values=[""], encoding=encoding,
+                sep=csv_delimiter(path, encoding),
+            )  # fmt: skip
         if kind == "jsonl":
-            return _read_jsonl(path)
+            return _read_jsonl(path, encoding_of(path))
         if kind == "parquet":
             return pd.read_parquet(path)
     except IngestError:

@@ -32,6 +32,8 @@ ADVERSARIAL = {
     "long local part": lambda n: "a" * n + "@",
     "long domain": lambda n: "a@" + "b." * (n // 2) + "1",
     "phone-ish": lambda n: "12 345 6789 " * (n // 12),
+    "international": lambda n: "+49 30 9018 " * (n // 12),
+    "plus groups": lambda n: "+1(2)" * (n // 5),
 }
 
 
@@ -68,3 +70,22 @@ def test_an_email_across_the_cut_is_scrubbed_whole_before_the_cut() -> None:
     text, counts, truncated = clean_text("x" * 990 + " john.doe@example.com and more", max_chars=1000)
     assert truncated and counts["email"] == 1
     assert "@" not in text and "john" not in text
+
+
+@pytest.mark.parametrize("pattern", ["ACC-[0-9]+", "(ab)*c", "[0-9]{3,}", "(x)\\1", "a(?P=n)"])
+def test_configured_patterns_must_be_bounded(pattern: str) -> None:
+    from pydantic import ValidationError
+
+    from pipeline.config_ingest import IngestConfig
+
+    with pytest.raises(ValidationError, match="unbounded quantifier|back-reference"):
+        IngestConfig(pii_patterns={"account": pattern})
+    assert IngestConfig(pii_patterns={"account": "ACC-[0-9]{8}"}).pii_patterns == {"account": "ACC-[0-9]{8}"}
+
+
+def test_configured_pattern_scans_hostile_text_in_linear_time() -> None:
+    from pipeline.data.pii import custom_kinds
+
+    (kind,) = custom_kinds({"account": "ACC-?[0-9]{6,10}"})
+    ratio = _ratio(lambda t: sum(1 for _ in kind.pattern.finditer(t)), "hashes")
+    assert ratio < MAX_RATIO
