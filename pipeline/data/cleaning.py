@@ -21,6 +21,7 @@ corrections applied``; :meth:`Cleaned.accounting` returns it and the ingest step
 from __future__ import annotations
 
 import re
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -104,6 +105,7 @@ class Cleaned:
     labels_normalized: int = 0
     languages: dict[str, int] = field(default_factory=dict)
     signatures: np.ndarray | None = None  # MinHash of each kept row, in ``kept`` order
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage (clean, language, near_dup, checks)
 
     def accounting(self) -> dict[str, Any]:
         by_reason = Counter(self.quarantined["reason_code"])
@@ -236,6 +238,8 @@ def clean(
         return Cleaned(raw.iloc[0:0], raw.iloc[0:0].assign(reason_code=None), {}, 0, {}, rows_read=rows_read,
                        repeated=int(repeated_mask.sum()))  # fmt: skip
     pii: Counter[str] = Counter()
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
     parts, truncated, normalized = [], 0, 0
     for start in range(0, len(fresh), batch_rows):
         part, cut, norm = _clean_rows(fresh.iloc[start : start + batch_rows], cfg, pii)
@@ -257,6 +261,8 @@ def clean(
     df = pd.concat(parts) if parts else pd.DataFrame(columns=columns).astype({"timestamp": "datetime64[ns, UTC]"})
     df["reason"] = None
     df["reason_code"] = None
+    timings["clean_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
 
     def flag(mask: pd.Series, code: str, reason: str | pd.Series) -> None:
         mask = mask & df["reason_code"].isna()
@@ -292,6 +298,8 @@ def clean(
     flag(df["timestamp"].isna(), "bad_timestamp", "bad_timestamp (not ISO 8601 or epoch seconds)")
     ok = df["reason_code"].isna()
     df["language"] = language.UNKNOWN
+    timings["checks_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
     if ic.languages.allowed and ok.any():
         df.loc[ok, "language"] = language.detect(df.loc[ok, "text"].tolist(), ic.languages)
         allowed = {c.lower() for c in ic.languages.allowed} | {language.UNKNOWN}
@@ -302,6 +310,8 @@ def clean(
             "language (detected " + df["language"].astype(str) + f", allowed {sorted(allowed - {language.UNKNOWN})})",
         )
     _hold_out_new_labels(df, cfg, flag)
+    timings["language_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
 
     # duplicates among the remaining rows: keep the first by time, then by arrival order
     ok = df["reason_code"].isna()
@@ -338,6 +348,7 @@ def clean(
             else np.zeros((0, ic.near_duplicates.num_perm), dtype=np.uint32)
         )
     quarantined = df[df["reason_code"].notna()].copy()
+    timings["near_dup_s"] = time.perf_counter() - t0
     languages = {str(k): int(v) for k, v in Counter(kept["language"]).items()}
     return Cleaned(
         kept.copy(),
@@ -351,4 +362,5 @@ def clean(
         labels_normalized=normalized,
         languages=dict(sorted(languages.items())),
         signatures=sigs,
+        timings={k: round(v, 4) for k, v in timings.items()},
     )

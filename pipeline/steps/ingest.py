@@ -235,7 +235,8 @@ def run(
         prior_ids=prior_ids,
         prior_sigs=prior_sigs,
     )
-    timings["clean_s"] = time.perf_counter() - t0
+    timings.update(cleaned.timings)
+    timings["cleaning_total_s"] = time.perf_counter() - t0
     accounting = cleaned.accounting()
     if not accounting["balanced"]:  # a bug, never bad input: stop before anything is written
         raise IngestError(f"ingest accounting does not balance for window {window}: {accounting}")

@@ -33,7 +33,7 @@ def test_an_edited_resend_is_found_and_different_messages_are_not() -> None:
     texts = [
         "My parcel from last Tuesday still shows label created, can you check the courier?",
         "again: My parcel from last Tuesday still shows label created, can you check the courier?",
-        "My parcel from last Tuesday still shows label created, can you check the couirer?",
+        "My parcel from last Tuesday still shows label created, can you check the courier?? thx",
         "I was charged twice for the blue kettle, please refund one of the payments.",
     ]
     sigs = neardup.signatures([dedup_key(t) for t in texts], CFG)
@@ -105,4 +105,3 @@ def test_edited_copies_of_an_earlier_windows_test_rows_never_train(make_cfg, mlf
 
     with pytest.raises(EmptyWindowError, match="near_duplicate"):
         ingest.run(cfg, out_dir=str(tmp_path / "b"), pipeline_run_id="b", consumer="retrain", window_start="2025-02-01")
-

@@ -260,3 +260,14 @@ def test_ab_test_promotes_a_challenger_that_wins_online(dags) -> None:
     assert str(c.get_model_version_by_alias(name, "champion").version) == champion
     events = _asset_events("support_intent_champion")
     assert (events[-1]["version"], events[-1]["previous_version"]) == (champion, challenger)
+
+
+def test_no_pii_anywhere_under_home_after_the_runs(dags) -> None:
+    """After ingest, training, evaluation, registry, serving and A/B runs: no value a user typed as
+    PII is in any file under home (curated data, MLflow store and artifacts, Airflow logs and DB)."""
+    from pii_scan import leaks, planted
+
+    cfg, _ = dags
+    values = planted(cfg.landing_dir_path)
+    assert len(values) > 100
+    assert leaks(cfg.home_path, values, skip=[cfg.landing_dir_path]) == []

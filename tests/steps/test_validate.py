@@ -307,3 +307,62 @@ def test_column_missing_in_one_file_is_named(vcfg, tmp_path: Path) -> None:
 
     assert "expect_table_columns_to_match_set" in str(info.value) and "missing ['segment']" in str(info.value)
     assert "val.parquet lacks columns ['segment']" in str(info.value)
+
+
+# ---------------------------------------------------------------- learned bounds, severities, freshness
+def test_learned_bounds_warn_and_the_run_goes_on(vcfg, tmp_path: Path, caplog) -> None:
+    reference = _window(90)
+    ref_uris = _write(reference, tmp_path / "ref")
+    shifted = _window(60)
+    shifted["label"] = ["order_status"] * 50 + ["refund_request"] * 5 + ["gift_card"] * 5  # class balance moved
+    shifted["text"] = [t + " " + "padding words " * 12 for t in shifted["text"]]  # lengths much longer
+    uris = _write(shifted, tmp_path / "cur")
+    with caplog.at_level("WARNING"):
+        res = validate.run(vcfg, data_uris=uris, out_dir=str(tmp_path / "v"), pipeline_run_id="vb__1",
+                           reference_uris=ref_uris)  # fmt: skip
+    assert res.success and res.expectations_failed == 0
+    checks = {w.split(":", 1)[0] for w in res.warnings}
+    assert {"warning class_balance", "warning length_quantiles"} <= checks
+    assert any("learned from the reference" in w for w in res.warnings)
+    assert any("class_balance" in r.message for r in caplog.records if r.levelname == "WARNING")
+    report = json.loads(Path(res.result_uri).read_text())
+    assert report["learned_bounds"]["class_shares"] and report["window_stats"]["class_shift"] > 0.25
+
+
+def test_a_severity_override_turns_a_learned_bound_into_an_error(make_cfg, mlflow_store, tmp_path: Path) -> None:
+    cfg = make_cfg(tracking=mlflow_store, validate={"min_rows": 20, "min_rows_per_class": 2,
+                                                     "severity": {"class_balance": "error"}})  # fmt: skip
+    ref_uris = _write(_window(90), tmp_path / "ref")
+    shifted = _window(60)
+    shifted["label"] = ["order_status"] * 50 + ["refund_request"] * 5 + ["gift_card"] * 5
+    with pytest.raises(DataValidationError, match=r"error class_balance: .*class_shift.*observed"):
+        validate.run(cfg, data_uris=_write(shifted, tmp_path / "cur"), out_dir=str(tmp_path / "v"),
+                     pipeline_run_id="vb__2", reference_uris=ref_uris)  # fmt: skip
+
+
+def test_unknown_severity_check_is_a_config_error(make_cfg) -> None:
+    from pipeline.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown check"):
+        make_cfg(validate={"severity": {"class_balanse": "error"}})
+
+
+def test_future_rows_fail_and_stale_rows_and_new_segments_warn(vcfg, tmp_path: Path) -> None:
+    ref_uris = _write(_window(90), tmp_path / "ref")
+    df = _window(60)
+    df.loc[3, "timestamp"] = pd.Timestamp("2099-01-01", tz="UTC")
+    df.loc[4, "timestamp"] = pd.Timestamp("2020-01-01", tz="UTC")
+    df.loc[8, "segment"] = "kiosk"
+    uris = _write(df, tmp_path / "cur")
+    with pytest.raises(DataValidationError) as exc:
+        validate.run(vcfg, data_uris=uris, out_dir=str(tmp_path / "v"), pipeline_run_id="vb__3",
+                     reference_uris=ref_uris, window_start="2025-01-01")  # fmt: skip
+    message = str(exc.value)
+    assert "\n" not in message
+    assert "error future_timestamps: " in message and "at support_2025-01-01.jsonl row 3" in message
+    failed = validate.read_failure(tmp_path / "v")
+    assert failed is not None
+    report = json.loads(Path(failed["result_uri"]).read_text())
+    warned = " ".join(report["warnings"])
+    assert "warning stale_timestamps" in warned and "row 4" in warned
+    assert "warning segment_values" in warned and "'kiosk'" in warned and "row 8" in warned
