@@ -90,7 +90,9 @@ def record(client: Any, run_id: str, *, train_data_uri: str | None, reference_ur
                 dataset = from_pandas(frame, source=paths.absolute(uri), name=name)
             except MlflowException:  # a scheme MLflow has no dataset source for (memory://...)
                 dataset = from_pandas(frame, name=name)
-            context = "training" if kind == TRAIN_DATA else _CONTEXTS.get(PurePosixPath(str(uri)).name, "drift_reference")
+            context = (
+                "training" if kind == TRAIN_DATA else _CONTEXTS.get(PurePosixPath(str(uri)).name, "drift_reference")
+            )
             inputs.append(DatasetInput(dataset._to_mlflow_entity(), [InputTag(MLFLOW_DATASET_CONTEXT, context)]))
     if inputs:
         client.log_inputs(run_id, datasets=inputs)

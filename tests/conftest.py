@@ -94,10 +94,31 @@ def intent_dir(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -
     return out
 
 
+@pytest.fixture(scope="session")
+def mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty, fully migrated MLflow SQLite database (migrations cost seconds; a copy costs nothing)."""
+    from mlflow.tracking import MlflowClient
+
+    db = tmp_path_factory.mktemp("mlflow-template-home") / "mlflow.db"
+    uri = f"sqlite:///{db}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client.search_experiments()
+    client.search_registered_models()
+    return db
+
+
 @pytest.fixture
-def make_cfg(tmp_path: Path, tiny_model_dir: Path):
-    """Build a PipelineConfig rooted in ``tmp_path`` with fast settings; keyword overrides deep-merge."""
+def make_cfg(tmp_path: Path, tiny_model_dir: Path, mlflow_template: Path):
+    """Build a PipelineConfig rooted in ``tmp_path`` with fast settings; keyword overrides deep-merge.
+    The home starts with an empty, migrated MLflow store (a copy of a session template)."""
+    import shutil
+
     from pipeline.config import load_config
+
+    home_db = tmp_path / "home" / "mlflow.db"
+    if not home_db.exists():
+        home_db.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(mlflow_template, home_db)
 
     def _make(**overrides):
         base = {

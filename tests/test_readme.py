@@ -72,3 +72,16 @@ def test_the_readme_example_config_promotes_a_first_model(tmp_path: Path, tiny_m
     assert "warnings" not in out  # the gate is configured by the defaults
     assert out["evaluate"]["is_first_model"] and out["evaluate"]["promote"], out["evaluate"]["reasons"]
     assert out["register"]["promoted"] is True and out["register"]["version"] == "1"
+
+
+def test_the_readme_sources_example_is_a_valid_config(tmp_path: Path) -> None:
+    """The second YAML block of "Your own data" (several sources) loads as the typed config."""
+    from pipeline.config import FeedbackSource, HfDiskSource, LandingSource, SqlSource, load_config
+
+    section = (REPO_ROOT / "README.md").read_text().split("## Your own data", 1)[1]
+    text = re.findall(r"```yaml\n(.*?)```", section, re.S)[1]
+    path = tmp_path / "sources.yaml"
+    path.write_text(text)
+    cfg = load_config(path)
+    kinds = [type(s) for s in cfg.ingest.resolved_sources()]
+    assert kinds == [LandingSource, SqlSource, HfDiskSource, FeedbackSource]

@@ -116,8 +116,7 @@ def _intl_numbers(candidate: str) -> list[tuple[int, int]]:
     import phonenumbers
 
     return [
-        (m.start, m.end)
-        for m in phonenumbers.PhoneNumberMatcher(candidate, None, leniency=phonenumbers.Leniency.VALID)
+        (m.start, m.end) for m in phonenumbers.PhoneNumberMatcher(candidate, None, leniency=phonenumbers.Leniency.VALID)
     ]
 
 

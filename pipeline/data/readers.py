@@ -7,8 +7,8 @@ dataset, a feedback read. Each row comes back with ``source`` (the source's name
 watermark (:mod:`pipeline.data.ledger`), a hash of the source name and the id, or of the raw
 content when the source has no id column. A renamed or re-sent file therefore yields the same keys.
 
-Incremental reads: a landing file whose content hash was consumed before (under any name) is not
-read again; a SQL or feedback source reads rows newer than its high-water mark minus
+Incremental reads: a landing file consumed before (same path, same content hash) is not read
+again (a renamed copy is read, and the row watermark finds its rows ingested); a SQL or feedback source reads rows newer than its high-water mark minus
 ``lateness_s`` (late arrivals come back, the row watermark drops the ones already ingested) and at
 most up to the window's end; a saved dataset whose fingerprint was consumed is not read again.
 

@@ -81,6 +81,7 @@ def write_model_meta(
     max_text_chars: int = DEFAULT_MAX_TEXT_CHARS,
     scrub_pii: bool = True,
     temperature: float = 1.0,
+    pii_patterns: dict[str, str] | None = None,
 ) -> None:
     """Record the label order, token budget and input cleaning next to the HF files (read by
     :class:`IntentClassifier`): the served model cleans raw text exactly as ingest cleaned its
@@ -88,7 +89,11 @@ def write_model_meta(
     meta = {
         "labels": list(labels),
         "max_length": int(max_length),
-        "cleaning": {"max_text_chars": int(max_text_chars), "scrub_pii": bool(scrub_pii)},
+        "cleaning": {
+            "max_text_chars": int(max_text_chars),
+            "scrub_pii": bool(scrub_pii),
+            "pii_patterns": dict(pii_patterns or {}),
+        },
         "temperature": float(temperature),
     }
     (Path(model_dir) / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
@@ -158,10 +163,12 @@ class IntentClassifier(PythonModel):
     def _batches(self, raw: Sequence[Any], batch_size: int) -> Iterator[tuple[list[int], Any]]:
         """(input positions, tokenized batch) over ``raw`` texts, cleaned like ingest (serving sees what
         training saw, and never keeps raw PII) and sorted by length so each batch pads little."""
+        from pipeline.data.pii import custom_kinds
         from pipeline.data.text import clean_text
 
         max_chars, scrub = int(self.cleaning["max_text_chars"]), bool(self.cleaning["scrub_pii"])
-        texts = [clean_text(str(t), max_chars=max_chars, scrub=scrub)[0] for t in raw]
+        extra = custom_kinds(self.cleaning.get("pii_patterns"))
+        texts = [clean_text(str(t), max_chars=max_chars, scrub=scrub, extra=extra)[0] for t in raw]
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]

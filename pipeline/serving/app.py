@@ -185,12 +185,14 @@ def create_app(cfg: PipelineConfig, *, source: Source | None = None, start_threa
 def _rows(ids: list[str], texts: list[str], preds: list[dict[str, Any]], user: str, variant: str, version: str,
           seconds: float, cfg: PipelineConfig) -> list[dict[str, Any]]:  # fmt: skip
     """Log rows; the text as the model saw it (normalized, PII replaced), the user id hashed."""
+    from pipeline.data.pii import custom_kinds
     from pipeline.data.text import clean_text
 
+    extra = custom_kinds(cfg.ingest.pii_patterns)
     ts, who, ms = now(), assign.user_key(user), 1000 * seconds / max(len(texts), 1)
     return [
         {"request_id": i, "ts": ts, "user_key": who, "variant": variant, "model_version": version,
          "label": p["label"], "confidence": p["confidence"], "latency_ms": ms,
-         "text": clean_text(t, max_chars=cfg.ingest.max_text_chars)[0]}
+         "text": clean_text(t, max_chars=cfg.ingest.max_text_chars, extra=extra)[0]}
         for i, t, p in zip(ids, texts, preds, strict=True)
     ]  # fmt: skip

@@ -265,6 +265,7 @@ def run(
                 max_text_chars=cfg.ingest.max_text_chars,
                 scrub_pii=cfg.ingest.scrub_pii,
                 temperature=temperature,
+                pii_patterns=cfg.ingest.pii_patterns,
             )
             train.to_parquet(stage / TRAIN_DATA_FILE, index=False)
             info = log_intent_model(

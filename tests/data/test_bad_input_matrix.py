@@ -186,6 +186,12 @@ def feedback_unknown_message(landing: Path) -> None:
     engine.dispose()
 
 
+def no_pii_text(df: pd.DataFrame, manifest: dict[str, Any]) -> None:
+    blob = " ".join(df["text"])
+    assert "DE89 3704 0044 0532 0130 00" not in blob and "192.168.10.20" not in blob and "2001:db8::1" not in blob
+    assert "4111 1111 1111 1111" not in blob and "[IBAN]" in blob and "[IP]" in blob and "[CARD]" in blob
+
+
 def no_pii_label(df: pd.DataFrame, manifest: dict[str, Any]) -> None:
     assert "jane.doe@example.com" not in json.dumps(manifest)
 
@@ -242,6 +248,13 @@ KINDS: dict[str, Kind] = {
     "exact_duplicate": Kind(with_row(text=good(1)[0]["text"].upper()), reasons=("duplicate",)),
     "near_duplicate": Kind(with_row(text=good(1)[0]["text"] + " again??"), reasons=("near_duplicate",)),
     "10k_character_token": Kind(with_row(text="refund " + "x" * 10_000), reasons=("long_token",)),
+    "pii_iban_ip_card_in_text": Kind(
+        with_row(
+            text="refund to DE89 3704 0044 0532 0130 00 from 192.168.10.20 or 2001:db8::1, card 4111 1111 1111 1111"
+        ),
+        extra=no_pii_text,
+    ),
+    "quadratic_regex_bait": Kind(with_row(text="a@" * 500_000), reasons=("long_token",)),
     "zero_width_and_rtl_only": Kind(with_row(text="\u200b\u200f\u202e\ufeff \u200b"), reasons=("empty_text",)),
     "zero_width_and_rtl_in_text": Kind(
         with_row(text="where\u200b is my \u202eparcel\u202c from the \u200fwarehouse monday"), extra=rtl_cleaned

@@ -23,7 +23,7 @@ def env(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path):
         "RETRAIN_HOME": str(home),
         "RETRAIN_SIMULATOR__MESSAGES_PER_DAY": "14",
         "RETRAIN_FINETUNE__BASE_MODEL": str(tiny_model_dir),
-        "RETRAIN_FINETUNE__EPOCHS": "8",
+        "RETRAIN_FINETUNE__EPOCHS": "12",
         "RETRAIN_FINETUNE__BATCH_SIZE": "8",
         "RETRAIN_FINETUNE__EARLY_STOPPING_PATIENCE": "3",
         "RETRAIN_FINETUNE__MAX_LENGTH": "64",
@@ -125,8 +125,19 @@ def test_first_retrain_registers_and_promotes_a_champion(dags) -> None:
             filter_string=f"tags.pipeline_run_id = '{champ.tags['pipeline_run_id']}'",
         )
     }
-    assert {"validate", "drift", "finetune", "evaluate"} <= set(steps)
+    assert {"ingest", "validate", "drift", "finetune", "evaluate"} <= set(steps)
     assert any("data_docs" in a for a in _artifacts(c, steps["validate"].info.run_id))
+    # lineage: version -> its window's manifest (an artifact of the ingest run) -> rows and landing files
+    ingest_run = steps["ingest"]
+    assert champ.tags["manifest_sha256"] == ingest_run.data.tags["manifest_sha256"]
+    assert champ.tags["ingest_run_id"] == ingest_run.info.run_id
+    assert "ingest/manifest.json" in _artifacts(c, ingest_run.info.run_id)
+    assert ingest_run.data.metrics["rows_read"] > 0
+    contexts = {
+        t.value for d in c.get_run(steps["finetune"].info.run_id).inputs.dataset_inputs for t in d.tags
+        if t.key == "mlflow.data.context"
+    }  # fmt: skip
+    assert {"training", "window_train", "validation", "evaluation"} <= contexts
     assert any(a.endswith("decision.json") for a in _artifacts(c, steps["evaluate"].info.run_id))
     assert "val_macro_f1" in steps["finetune"].data.metrics
 
@@ -163,8 +174,9 @@ def test_retrain_on_drifted_data_produces_a_challenger_and_decision(dags) -> Non
     c = _client(cfg)
     name = cfg.register.model_name
     champion = str(c.get_model_version_by_alias(name, "champion").version)
-    # fixed seeds: the summer challenger is far better than January's model (measured: macro-F1 0.48 vs
-    # 0.19, CI of the gain [+0.25, +0.33], McNemar p = 1e-19), so the outcome is pinned
+    # fixed seeds: the summer challenger is better than January's model (validation macro-F1 0.47 vs
+    # 0.38 at 12 epochs; at 8 the tiny random model is still underfit and the outcome turned on which
+    # near-duplicates a hash function dropped), so the outcome is pinned
     assert ev["promote"] is True and ev["reasons"] == [], ev["reasons"]
     assert champion == "2"
     assert str(c.get_model_version_by_alias(name, "previous").version) == "1"
