@@ -2,8 +2,8 @@
 
 For each size (default 100k and 1M rows), in its own process (so its peak RSS is its own):
 
-1. the simulator's messages (repeated with a counter so every row is distinct) are written as
-   Parquet landing files of 100k rows;
+1. a simulated year at the volume that gives that many messages (its own resends, edited resends
+   and templated repeats included) is written as Parquet landing files of 100k rows;
 2. **baseline**: ``pyarrow.parquet.read_table`` of every file (the plain read);
 3. **ingest** (:func:`pipeline.steps.ingest.run`, the real step: sources, row watermark, cleaning with
    ftfy and PII scrubbing, lingua, MinHash near-duplicates, split, Parquet, manifest, MLflow run), then
@@ -51,17 +51,16 @@ def _landing(folder: Path, rows: int) -> list[Path]:
     from pipeline.config import SimulatorConfig
     from pipeline.data.simulator import simulate_messages
 
-    base = simulate_messages(SimulatorConfig(messages_per_day=200), date(2025, 1, 1), date(2025, 12, 31))
+    per_day = -(-rows // 365)  # a simulated year at the volume that gives `rows` messages
+    base = simulate_messages(SimulatorConfig(messages_per_day=per_day), date(2025, 1, 1), date(2025, 12, 31))
     folder.mkdir(parents=True)
     files = []
     for part, start in enumerate(range(0, rows, FILE_ROWS)):
         n = min(FILE_ROWS, rows - start)
-        # the same messages over again with a request counter: rows stay distinct, text stays realistic
         picked = [base[(start + i) % len(base)] for i in range(n)]
-        texts = [f"{r['text']} (request {start + i})" if r["text"].strip() else r["text"] for i, r in enumerate(picked)]
         table_ = pa.table(
             {
-                "text": texts,
+                "text": [r["text"] for r in picked],
                 "label": [r["label"] for r in picked],
                 "timestamp": [r["timestamp"] for r in picked],
                 "segment": [r["segment"] for r in picked],

@@ -92,7 +92,9 @@ def test_empty_landing_folder_is_named_and_nothing_written(cfg) -> None:
     cfg.landing_dir_path.mkdir(parents=True)
     res = runner.invoke(app, ["ingest", "--run-id", "e1"], env=_env(cfg))
     assert res.exit_code == 1
-    assert res.stderr.strip() == f"error: landing folder {cfg.landing_dir_path} holds no csv/jsonl/parquet files"
+    assert res.stderr.strip() == (
+        f"error: source landing: landing folder {cfg.landing_dir_path} holds no csv/jsonl/parquet files"
+    )
     assert not list(Path(cfg.artifact_root_uri).glob("cli__e1/ingest*"))
 
 
@@ -123,7 +125,10 @@ def test_steps_chain_by_run_id_and_register_a_model(cfg) -> None:
     # register was the run's last step: its files are consumed, so the same window is nothing to do
     again = runner.invoke(app, ["ingest", "--run-id", "c2"], env=env)
     assert again.exit_code == 3 and again.stdout == ""
-    assert again.stderr.startswith("nothing to do: landing folder ") and "all ingested already" in again.stderr
+    assert (
+        again.stderr.startswith("nothing to do: sources ['landing']: no new rows")
+        and "ingested already" in again.stderr
+    )
 
 
 def test_run_prints_json_only_on_stdout_and_a_failed_run_consumes_nothing(cfg) -> None:

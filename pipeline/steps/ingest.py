@@ -176,7 +176,11 @@ def _no_new(
     names = [s.name for s in cfg.ingest.resolved_sources()]
     if read.units:  # every row was ingested before (a renamed or re-sent copy): nothing new can come from them
         _commit_units(cfg, consumer, run_id, _frame_for(read.units))
-    what = f"{len(read.units)} unit(s) read, all {repeated} row(s) ingested before" if read.units else "nothing new"
+    what = (
+        f"{len(read.units)} unit(s) read, all {repeated} row(s) ingested before"
+        if read.units
+        else "every file and row in the window ingested already"
+    )
     return NoNewDataError(f"sources {names}: no new rows in window {window} for consumer '{consumer}' ({what})")
 
 

@@ -110,7 +110,9 @@ def test_workers_share_only_the_bucket_and_lineage_survives_losing_it(s3, cfg, t
         assert f"{run}/{step}/_SUCCESS" in keys, step
     assert f"{run}/ingest/manifest.json" in keys and f"{run}/finetune/model/config.json" in keys
     assert any(k.startswith("artifacts/eval_pool/") for k in keys)
-    assert _keys("state") == ["state/watermark-cli.json"]  # committed by the run's last step
+    # committed by the run's last step: the file ledger, the row watermark and the near-duplicate index
+    assert _keys("state") == ["state/neardup-cli/cli__s1.parquet", "state/rows-cli/cli__s1.parquet",
+                              "state/watermark-cli.json"]  # fmt: skip
     assert not (Path(cfg.home) / "artifacts").exists()
     assert first["ingest"]["train_uri"] == f"s3://{BUCKET}/{run}/ingest/train.parquet"
     # the training worker read the window from the bucket (into its cache), never from the other's

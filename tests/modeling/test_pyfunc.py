@@ -87,7 +87,7 @@ def test_load_hf_from_model_uri_returns_the_hf_folder(logged, tmp_path: Path) ->
     assert read_model_meta(hf_dir) == {
         "labels": list(LABELS),
         "max_length": 16,
-        "cleaning": {"max_text_chars": 1000, "scrub_pii": True},
+        "cleaning": {"max_text_chars": 1000, "scrub_pii": True, "pii_patterns": {}},
         "temperature": 1.0,
     }
     assert json.loads((hf_dir / "config.json").read_text())["id2label"]["2"] == "account_access"

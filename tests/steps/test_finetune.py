@@ -97,7 +97,7 @@ def test_run_writes_model_and_data_and_logs_each_epoch(fcfg, data, tmp_path: Pat
     assert (out / "model" / "config.json").is_file() and (out / "model" / "intent_model.json").is_file()
     assert (out / "_SUCCESS").is_file()
     assert len(pd.read_parquet(result.train_data_uri)) == 90
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "out"]  # no staging folder left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "in", "out"]  # no staging folder left
 
     client = _client(cfg)
     run = client.get_run(result.mlflow_run_id)
@@ -148,7 +148,7 @@ def test_crash_then_retry_uses_a_fresh_run_and_rerun_reuses_the_result(fcfg, dat
         with pytest.raises(RuntimeError, match="artifact store down"):
             _run(cfg, data, out, "p-retry")
     assert not out.exists()
-    assert [p.name for p in tmp_path.iterdir()] == ["in"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "in"]
 
     first = _run(cfg, data, out, "p-retry")
     client = _client(cfg)
