@@ -43,6 +43,7 @@ from pipeline import paths, storage, tracking
 from pipeline.config import PipelineConfig
 from pipeline.data import ledger, readers
 from pipeline.data.cleaning import REASON_CODES, clean
+from pipeline.data.contract import CONTRACT_COLUMNS
 from pipeline.data.readers import Unit
 from pipeline.data.split import split_stratified
 from pipeline.data.watermark import Watermark
@@ -55,33 +56,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STEP = "ingest"
-OUTPUT_COLUMNS = (
-    "example_id",
-    "text",
-    "label",
-    "timestamp",
-    "segment",
-    "language",
-    "message_id",
-    "source",
-    "source_file",
-    "source_row",
-)
-QUARANTINE_COLUMNS = (
-    "example_id",
-    "text",
-    "label",
-    "timestamp",
-    "timestamp_raw",
-    "segment",
-    "language",
-    "message_id",
-    "source",
-    "source_file",
-    "source_row",
-    "reason",
-    "reason_code",
-)
+OUTPUT_COLUMNS = CONTRACT_COLUMNS  # what validate's contract expects
+# the rows set aside carry the raw timestamp (when it did not parse) and why
+QUARANTINE_COLUMNS = (*OUTPUT_COLUMNS[:4], "timestamp_raw", *OUTPUT_COLUMNS[4:], "reason", "reason_code")
 
 
 def _bound(value: str | None, name: str) -> date | None:

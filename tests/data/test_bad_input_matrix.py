@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import random
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,16 +18,12 @@ from typing import Any
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from messages import msg
 
 from pipeline import tracking
 from pipeline.errors import DataValidationError, IngestError, NoNewDataError, PipelineError
 from pipeline.steps import ingest, validate
 
-WORDS = (
-    "parcel kettle blender jacket sneakers lamp umbrella backpack scarf monitor tripod charger pillow mug "
-    "yesterday monday tracking courier warehouse invoice voucher receipt colour size broken missing late "
-    "cracked wrong blue green heavy tiny urgent twice again"
-).split()
 LABELS = ("order_status", "refund_request", "gift_card")
 FILE = "support_2025-01-02.jsonl"
 
@@ -36,7 +31,7 @@ FILE = "support_2025-01-02.jsonl"
 def good(n: int = 24, start: int = 0, labels: tuple[str, ...] = LABELS) -> list[dict[str, Any]]:
     return [
         {
-            "text": f"{labels[i % len(labels)].replace('_', ' ')} " + " ".join(random.Random(i).sample(WORDS, 7)),
+            "text": msg(i, labels[i % len(labels)].replace("_", " ")),
             "label": labels[i % len(labels)],
             "timestamp": f"2025-01-02T{i % 24:02d}:00:00Z",
             "segment": "web",

@@ -4,28 +4,23 @@ saved Hugging Face datasets, feedback corrections; renamed, re-sent, appended an
 from __future__ import annotations
 
 import json
-import random
 import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from messages import msg
 
 from pipeline.errors import IngestError, NoNewDataError
 from pipeline.results import IngestResult
 from pipeline.steps import ingest
 
-WORDS = (
-    "parcel kettle blender jacket sneakers lamp umbrella backpack scarf monitor tripod charger pillow mug "
-    "yesterday monday tracking courier warehouse invoice voucher receipt colour size broken missing late "
-    "cracked wrong blue green heavy tiny urgent twice again"
-).split()
 LABELS = ("order_status", "refund_request", "gift_card")
 
 
 def text(i: int, salt: str = "") -> str:
-    return f"{LABELS[i % 3].replace('_', ' ')} " + " ".join(random.Random(f"{salt}{i}").sample(WORDS, 7))
+    return msg(i, f"{salt}{LABELS[i % 3].replace('_', ' ')}")
 
 
 def rows(n: int, start: int = 0, day: str = "2025-01-02", salt: str = "") -> list[dict]:

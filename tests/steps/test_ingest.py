@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from messages import msg
 
 from pipeline.config import SimulatorConfig
 from pipeline.data.pii import find_pii
@@ -16,20 +17,6 @@ from pipeline.data.watermark import Watermark
 from pipeline.errors import IngestError, NoNewDataError
 from pipeline.results import IngestResult
 from pipeline.steps import ingest
-
-_WORDS = (
-    "parcel kettle blender jacket sneakers lamp umbrella backpack scarf monitor tripod charger pillow mug "
-    "yesterday monday tracking courier warehouse invoice voucher receipt colour size broken missing late "
-    "cracked wrong blue green heavy tiny urgent twice again"
-).split()
-
-
-def msg(i: int, topic: str) -> str:
-    """A message about ``topic`` far from every other ``msg`` (no near-duplicates among them)."""
-    import random
-
-    return f"{topic} " + " ".join(random.Random(f"{topic}{i}").sample(_WORDS, 6))
-
 
 SIM = SimulatorConfig(messages_per_day=6, days=14, days_per_file=7, start_date=date(2025, 1, 1), pii_rate=0.5)
 
