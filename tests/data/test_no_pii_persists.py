@@ -20,7 +20,7 @@ SEASONS = (("2025-01-01", "2025-02-28"), ("2025-03-01", "2025-05-31"), ("2025-06
 def test_a_simulated_year_leaves_no_pii_under_home(make_cfg, tmp_path) -> None:
     home = tmp_path / "home"
     cfg = make_cfg(home=str(home))  # the MLflow store lives under home too
-    sim = SimulatorConfig(messages_per_day=12, days=365, days_per_file=7, start_date=date(2025, 1, 1), pii_rate=0.5)
+    sim = SimulatorConfig(messages_per_day=6, days=365, days_per_file=7, start_date=date(2025, 1, 1), pii_rate=0.5)
     write_landing(sim, cfg.landing_dir_path)
     values = planted(cfg.landing_dir_path)
     assert len(values) > 300  # emails, phones, cards, order numbers typed by the simulated users
