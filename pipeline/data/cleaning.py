@@ -24,6 +24,7 @@ import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from pipeline.config import PipelineConfig
@@ -74,7 +75,7 @@ def to_utc(values: pd.Series) -> pd.Series:
         ts = values if getattr(values.dt, "tz", None) is not None else values.dt.tz_localize("UTC")
         return ts.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
     out = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns, UTC]")
-    stamps = values.map(lambda v: isinstance(v, pd.Timestamp | __import__("datetime").datetime))
+    stamps = values.map(lambda v: isinstance(v, pd.Timestamp | datetime))
     if stamps.any():
         out[stamps] = pd.to_datetime(values[stamps], utc=True, errors="coerce", format="mixed")
     # "20250101" is ISO 8601 (basic format), not 20 million seconds after 1970
