@@ -243,6 +243,21 @@ class FinetuneConfig(Section):
         "linear", description="Learning-rate schedule after warm-up."
     )
     early_stopping_patience: int = Field(1, ge=0, description="Epochs without val macro-F1 gain before stopping.")
+    strategy: Literal["freeze", "lora"] = Field(
+        "freeze",
+        description="Transfer learning: freeze (embeddings + lowest layers frozen, the rest trains) or lora "
+        "(peft adapters on lora_targets, merged into the weights for serving).",
+    )
+    lora_r: int = Field(8, ge=1, description="LoRA rank.")
+    lora_alpha: int = Field(16, ge=1, description="LoRA scaling alpha.")
+    lora_dropout: float = Field(0.1, ge=0, lt=1, description="LoRA dropout.")
+    lora_targets: list[str] = Field(
+        default_factory=lambda: ["query", "value"], min_length=1, description="Module names that get LoRA adapters."
+    )
+    lora_lr_multiplier: float = Field(5.0, gt=0, description="LoRA adapters learn at learning_rate times this.")
+    class_weights: Literal["none", "balanced"] = Field(
+        "none", description="Loss weights per class: balanced = n / (classes x count), for rare classes."
+    )
     freeze_embeddings: bool = Field(True, description="Keep the embedding layer frozen.")
     freeze_layers: int = Field(2, ge=0, description="Number of lowest encoder layers kept frozen.")
     max_train_rows: int | None = Field(
@@ -250,6 +265,22 @@ class FinetuneConfig(Section):
     )
     seed: int = Field(42, description="Seed of sampling, head initialisation and batch order.")
     num_threads: int | None = Field(None, ge=1, description="torch threads; default: all cores.")
+    precision: Literal["auto", "bf16", "fp32"] = Field(
+        "auto",
+        description="bf16 autocast with fp32 master weights (auto: where the CPU or GPU has native bf16 matmuls).",
+    )
+    group_by_length: bool = Field(
+        True, description="Batch rows of similar length (shuffled mega-batches): far less padding per batch."
+    )
+    checkpoint_every_steps: int = Field(
+        50,
+        ge=0,
+        description="Checkpoint every N optimizer steps and at each epoch end; a retry resumes (0: epoch ends only).",
+    )
+    max_steps: int | None = Field(None, ge=1, description="Budget: stop after this many optimizer steps (null: none).")
+    max_seconds: float | None = Field(
+        None, gt=0, description="Budget: stop after this many seconds of training (null: none)."
+    )
 
 
 class EvaluateConfig(Section):

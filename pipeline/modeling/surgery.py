@@ -117,3 +117,49 @@ def load_start(start_dir: str, labels: list[str], *, warm: bool, name: str) -> t
     except (OSError, ValueError) as exc:
         raise TrainingError(f"finetune: model {name} cannot be loaded from {start_dir} ({exc})") from exc
     return tokenizer, model, grown
+
+
+HEAD_PARTS = frozenset({"classifier", "score", "pre_classifier", "pooler"})
+
+
+def is_head(name: str) -> bool:
+    """Whether parameter ``name`` belongs to the pooler or the classification head (also under a
+    peft wrapper, whose names read ``base_model.model.classifier.modules_to_save.default.weight``)."""
+    return any(part in HEAD_PARTS for part in name.split("."))
+
+
+def adapt(model: Any, *, strategy: str, embeddings: bool, layers: int, lora: dict[str, Any]) -> tuple[Any, int]:
+    """The transfer-learning strategy: ``freeze`` (the embeddings and lowest ``layers`` blocks, the
+    rest trains) or ``lora`` (peft LoRA adapters on ``lora["targets"]`` of every block; the body stays
+    frozen, the pooler and head train in full). Returns (the model to train, frozen parameters)."""
+    if strategy == "freeze":
+        return model, freeze(model, embeddings=embeddings, layers=layers)
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    heads = sorted(_head_modules(model))
+    config = LoraConfig(
+        task_type=TaskType.SEQ_CLS,
+        r=int(lora["r"]),
+        lora_alpha=int(lora["alpha"]),
+        lora_dropout=float(lora["dropout"]),
+        target_modules=list(lora["targets"]),
+        modules_to_save=heads,
+    )
+    try:
+        wrapped = get_peft_model(model, config)
+    except ValueError as exc:  # no module matched the targets
+        raise TrainingError(f"finetune.lora_targets {list(lora['targets'])}: {str(exc).splitlines()[0]}") from exc
+    frozen = sum(p.numel() for p in wrapped.parameters() if not p.requires_grad)
+    return wrapped, frozen
+
+
+def _head_modules(model: Any) -> set[str]:
+    """Leaf names of the pooler / head modules (``pooler``, ``classifier``...) anywhere in the model."""
+    return {name.rsplit(".", 1)[-1] for name, _ in model.named_modules() if name.rsplit(".", 1)[-1] in HEAD_PARTS}
+
+
+def merge(model: Any) -> Any:
+    """A plain transformers model for serving: LoRA adapters merged into the weights (a no-op otherwise)."""
+    if hasattr(model, "merge_and_unload"):
+        return model.merge_and_unload()
+    return model

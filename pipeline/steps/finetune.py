@@ -25,8 +25,12 @@ own MLflow child run, so an attempt that crashed leaves a FAILED run and no half
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import shutil
 import tempfile
+from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -39,11 +43,12 @@ from pipeline.config import PipelineConfig
 from pipeline.data import sampling
 from pipeline.data.sampling import label_order, required_labels, stratified_sample
 from pipeline.errors import TrainingError
+from pipeline.modeling import precision as _precision
 from pipeline.modeling.base import resolve_base_model
 from pipeline.modeling.loop import Encoded, encode
 from pipeline.modeling.loop import train as _train  # module attribute: tests replace it
 from pipeline.modeling.pyfunc import load_hf_from_model_uri, log_intent_model, read_model_meta, write_model_meta
-from pipeline.modeling.surgery import freeze, load_start, seed_everything
+from pipeline.modeling.surgery import adapt, load_start, merge, seed_everything
 from pipeline.paths import local_path
 from pipeline.results import FinetuneResult
 
@@ -78,7 +83,43 @@ def _read_frame(uri: str, role: str) -> pd.DataFrame:
     return df
 
 
-def _temperature(model: Any, val: Encoded, batch_size: int, pad_id: int, device: str) -> float:
+def checkpoint_dir(out_dir: str) -> Path:
+    """Where a fine-tune's checkpoints live between attempts: beside the step's folder when it is
+    local (``.finetune.checkpoints``), else in this machine's cache; removed when the step succeeds."""
+    if paths.is_local(out_dir):
+        final = Path(local_path(out_dir))
+        return final.parent / f".{final.name}.checkpoints"
+    return paths.cache_root() / "checkpoints" / hashlib.sha256(str(out_dir).encode()).hexdigest()[:16]
+
+
+def _checkpoint_for(out_dir: str, fingerprint: str) -> Path:
+    """The checkpoint folder for this attempt: kept when an earlier attempt trained the same thing
+    (same rows, labels, start point and config), emptied otherwise."""
+    ckpt = checkpoint_dir(out_dir)
+    stamp = ckpt / "fingerprint.json"
+    if ckpt.exists():
+        try:
+            same = json.loads(stamp.read_text()).get("fingerprint") == fingerprint
+        except (OSError, ValueError):
+            same = False
+        if not same:
+            log.warning("finetune: discarding checkpoints in %s: they belong to other inputs or config", ckpt)
+            shutil.rmtree(ckpt, ignore_errors=True)
+    ckpt.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(json.dumps({"fingerprint": fingerprint}))
+    return ckpt
+
+
+def _fingerprint(cfg: PipelineConfig, train: pd.DataFrame, val: pd.DataFrame, labels: list[str], start: str) -> str:
+    h = hashlib.sha256()
+    for part in (cfg.finetune.model_dump_json(), start, json.dumps(labels)):
+        h.update(part.encode())
+    for df in (train, val):
+        h.update(pd.util.hash_pandas_object(df[["text", "label"]], index=False).to_numpy().tobytes())
+    return h.hexdigest()
+
+
+def _temperature(model: Any, val: Encoded, batch_size: int, pad_id: int, device: str, precision: str) -> float:
     """The softmax temperature that calibrates the model's confidences on the validation split
     (fine-tuning makes a classifier overconfident; served confidences and the gate's ECE guardrail
     should not pay for it). 1.0 when val is too small to fit on (under 20 rows)."""
@@ -87,7 +128,7 @@ def _temperature(model: Any, val: Encoded, batch_size: int, pad_id: int, device:
 
     if len(val.labels) < 20:
         return 1.0
-    z = logits(model, val, batch_size=batch_size, pad_id=pad_id, device=device)
+    z = logits(model, val, batch_size=batch_size, pad_id=pad_id, device=device, precision=precision)
     t = float(fit_temperature(z, val.labels))
     log.info("finetune: temperature %.3f calibrates the confidences on %d val rows", t, len(val.labels))
     return t
@@ -173,6 +214,7 @@ def run(
     warm_from = init_model_uri if ft.warm_start and init_model_uri else None
     base_dir = None if warm_from else resolve_base_model(ft.base_model)
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    precision = _precision.resolve(ft.precision, device)
     previous_threads = torch.get_num_threads()
     if ft.num_threads:
         torch.set_num_threads(ft.num_threads)
@@ -207,7 +249,13 @@ def run(
             tokenizer, model, new_head_rows = load_start(
                 start_dir, labels, warm=bool(warm_from), name=warm_from or ft.base_model
             )
-            frozen = freeze(model, embeddings=ft.freeze_embeddings, layers=ft.freeze_layers)
+            model, frozen = adapt(
+                model,
+                strategy=ft.strategy,
+                embeddings=ft.freeze_embeddings,
+                layers=ft.freeze_layers,
+                lora={"r": ft.lora_r, "alpha": ft.lora_alpha, "dropout": ft.lora_dropout, "targets": ft.lora_targets},
+            )
             trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
             label_index = {label: i for i, label in enumerate(labels)}
             mlflow.log_params(
@@ -225,6 +273,8 @@ def run(
                     "frozen_params": frozen,
                     "trainable_params": trainable,
                     "device": device,
+                    "precision_resolved": precision,
+                    "bf16_supported": _precision.bf16_supported(device),
                 }
             )
             train_data_path = paths.join(final, TRAIN_DATA_FILE)
@@ -243,6 +293,7 @@ def run(
 
             pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
             val_encoded = encode(tokenizer, val, label_index, ft.max_length)
+            ckpt = _checkpoint_for(final, _fingerprint(cfg, train, val, labels, warm_from or start_dir))
             outcome = _train(
                 model,
                 encode(tokenizer, train, label_index, ft.max_length),
@@ -250,12 +301,19 @@ def run(
                 ft,
                 pad_id=pad_id,
                 device=device,
+                precision=precision,
+                checkpoint_dir=ckpt,
             )
+            if outcome.resumed_from_step is not None:
+                mlflow.set_tag("resumed_from_step", str(outcome.resumed_from_step))
+            if outcome.budget_hit:
+                mlflow.set_tag("budget_hit", outcome.budget_hit)
             if outcome.best_state is not None:
                 model.load_state_dict(outcome.best_state)
-            temperature = _temperature(model, val_encoded, ft.batch_size, pad_id, device)
+            temperature = _temperature(model, val_encoded, ft.batch_size, pad_id, device, precision)
 
             model_stage = stage / MODEL_SUBDIR
+            model = merge(model)  # LoRA: adapters merged, served as a plain transformers model
             model.to("cpu").save_pretrained(model_stage)
             tokenizer.save_pretrained(model_stage)
             write_model_meta(
@@ -287,6 +345,9 @@ def run(
                     "epochs_run": outcome.epochs_run,
                     "stopped_early": float(outcome.stopped_early),
                     "train_seconds": outcome.train_seconds,
+                    "train_steps": outcome.steps,
+                    "train_tokens": outcome.tokens,
+                    "tokens_per_second": outcome.tokens / outcome.train_seconds if outcome.train_seconds > 0 else 0.0,
                     "temperature": temperature,
                 },
                 model_id=info.model_id,
@@ -306,6 +367,7 @@ def run(
                 train_data_uri=str(train_data_path),
             )
             storage.write_done(stage, result)
+        shutil.rmtree(checkpoint_dir(final), ignore_errors=True)  # published: a retry returns the result
     finally:
         if ft.num_threads:
             torch.set_num_threads(previous_threads)

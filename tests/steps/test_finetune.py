@@ -148,9 +148,11 @@ def test_crash_then_retry_uses_a_fresh_run_and_rerun_reuses_the_result(fcfg, dat
         with pytest.raises(RuntimeError, match="artifact store down"):
             _run(cfg, data, out, "p-retry")
     assert not out.exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "in"]
+    # nothing half-written; only the finished training's checkpoint, which the retry resumes from
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.checkpoints", "home", "in"]
 
     first = _run(cfg, data, out, "p-retry")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "in", "out"]  # checkpoints removed on success
     client = _client(cfg)
     runs = client.search_runs(
         [client.get_run(first.mlflow_run_id).info.experiment_id],
@@ -425,3 +427,141 @@ def test_a_killed_attempt_leaves_no_debris_after_the_next_one(
     assert (out / "_SUCCESS").is_file() and not list(tmp_path.glob(".out.tmp-*"))
     assert client.get_run(stale.info.run_id).info.status == "FAILED"
     assert client.get_run(result.mlflow_run_id).info.status == "FINISHED"
+
+
+HANGS_AFTER_A_CHECKPOINT = """
+import json, sys, time
+from pathlib import Path
+from pipeline.config import PipelineConfig
+from pipeline.modeling import loop
+from pipeline.steps import finetune
+real_save = loop._save
+def save_then_hang(path, state):
+    real_save(path, state)
+    if state["epoch"] == 2 and state["step"] == 2 and not state["done"]:  # mid-epoch 2
+        Path(sys.argv[6]).write_text("saved")
+        time.sleep(600)  # killed here, in the middle of an epoch
+loop._save = save_then_hang
+data = json.loads(Path(sys.argv[1]).read_text())  # the test's own config
+cfg = PipelineConfig(**{("validate" if k == "validate_" else k): v for k, v in data.items()})
+finetune.run(cfg, train_uri=sys.argv[3], val_uri=sys.argv[4], out_dir=sys.argv[5], pipeline_run_id="p-resume")
+"""
+
+
+def test_a_training_killed_mid_epoch_resumes_from_its_checkpoint_with_the_same_result(
+    fcfg, data, tmp_path: Path, mlflow_home, tiny_model_dir
+) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from safetensors.torch import load_file
+
+    out, marker = tmp_path / "out", tmp_path / "saved"
+    cfg = fcfg(epochs=3, checkpoint_every_steps=2, early_stopping_patience=5, precision="fp32")
+    (tmp_path / "cfg.json").write_text(cfg.model_dump_json())
+    argv = [str(tmp_path / "cfg.json"), str(tiny_model_dir), data["train_uri"], data["val_uri"], str(out), str(marker)]
+    proc = subprocess.Popen([sys.executable, "-c", HANGS_AFTER_A_CHECKPOINT, *argv])
+    deadline = time.time() + 180
+    while not marker.exists():
+        assert proc.poll() is None and time.time() < deadline, "the attempt ended before its mid-epoch checkpoint"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert (tmp_path / ".out.checkpoints" / "checkpoint.pt").is_file() and not out.exists()
+
+    resumed = _run(cfg, data, out, "p-resume")  # the retry
+    plain = _run(cfg, data, tmp_path / "plain", "p-plain")  # never interrupted
+    client = _client(cfg)
+    run = client.get_run(resumed.mlflow_run_id)
+    assert run.data.tags["resumed_from_step"] == "8"  # 6 steps in epoch 1, 2 in epoch 2
+    assert run.data.metrics["train_steps"] == client.get_run(plain.mlflow_run_id).data.metrics["train_steps"] == 18
+    assert resumed.best_val_macro_f1 == plain.best_val_macro_f1 and resumed.epochs_run == plain.epochs_run == 3
+    a, b = load_file(out / "model" / "model.safetensors"), load_file(tmp_path / "plain" / "model" / "model.safetensors")
+    assert a.keys() == b.keys() and all(bool((a[k] == b[k]).all()) for k in a), "resumed weights differ"
+    assert not (tmp_path / ".out.checkpoints").exists()  # removed once the step succeeded
+    # the killed attempt's run is failed, the retry's holds the whole history, nothing is registered
+    exp = run.info.experiment_id
+    runs = client.search_runs([exp], "tags.pipeline_run_id = 'p-resume' and tags.step = 'finetune'")
+    assert sorted(r.info.status for r in runs) == ["FAILED", "FINISHED"]
+    assert [m.step for m in client.get_metric_history(resumed.mlflow_run_id, "val_macro_f1")] == [1, 2, 3]
+    assert not [v for v in client.search_model_versions() if v.run_id in {r.info.run_id for r in runs}]
+
+
+@pytest.mark.parametrize("budget", [{"max_steps": 4}, {"max_seconds": 0.001}])
+def test_a_budget_ends_training_and_says_so(fcfg, data, tmp_path: Path, budget) -> None:
+    cfg = fcfg(epochs=3, **budget)
+    result = _run(cfg, data, tmp_path / "out", "p-budget")
+    run = _client(cfg).get_run(result.mlflow_run_id)
+    assert run.data.tags["budget_hit"] == next(iter(budget))
+    assert result.epochs_run == 1 and run.data.metrics["train_steps"] == budget.get("max_steps", 1)
+
+
+def test_bf16_and_fp32_reach_the_same_val_macro_f1(fcfg, data, tmp_path: Path) -> None:
+    from pipeline.modeling.precision import bf16_supported
+
+    if not bf16_supported("cpu"):
+        pytest.skip("this CPU has no native bf16 matmuls (AVX512-BF16/AMX)")
+    f1 = {}
+    for p in ("fp32", "bf16"):
+        cfg = fcfg(epochs=8, learning_rate=5e-3, early_stopping_patience=8, precision=p)
+        result = _run(cfg, data, tmp_path / p, f"p-{p}")
+        f1[p] = result.best_val_macro_f1
+        assert _client(cfg).get_run(result.mlflow_run_id).data.params["precision_resolved"] == p
+    assert f1["fp32"] > 0.5 and abs(f1["bf16"] - f1["fp32"]) <= 0.01, f1
+
+
+def test_an_explicit_bf16_on_hardware_without_it_is_one_clear_error(monkeypatch) -> None:
+    from pipeline.modeling import precision
+
+    monkeypatch.setattr(precision, "bf16_supported", lambda device: False)
+    with pytest.raises(TrainingError, match=r"^finetune.precision bf16: the cpu has no native bf16") as e:
+        precision.resolve("bf16", "cpu")
+    assert "\n" not in str(e.value)
+    assert precision.resolve("auto", "cpu") == "fp32"
+
+
+def test_length_grouping_cuts_padding_and_the_order_is_a_function_of_seed_and_epoch() -> None:
+    import numpy as np
+
+    from pipeline.modeling.batching import epoch_batches, padding_ratio
+
+    rng = np.random.default_rng(0)
+    lengths = [int(x) for x in rng.integers(4, 64, size=2000)]
+    grouped = epoch_batches(lengths, 16, seed=1, epoch=1)
+    plain = epoch_batches(lengths, 16, seed=1, epoch=1, group_by_length=False)
+    assert sorted(i for b in grouped for i in b) == list(range(2000))  # every row once
+    assert padding_ratio(lengths, grouped) < 1.15 < 1.5 < padding_ratio(lengths, plain)
+    assert grouped == epoch_batches(lengths, 16, seed=1, epoch=1)
+    assert grouped != epoch_batches(lengths, 16, seed=1, epoch=2)
+
+
+def test_lora_trains_adapters_only_and_serves_a_merged_plain_model(fcfg, data, tmp_path: Path, tiny_model_dir) -> None:
+    import mlflow
+    from safetensors.torch import load_file
+
+    cfg = fcfg(epochs=6, strategy="lora", lora_r=4, lora_alpha=8, learning_rate=5e-3, early_stopping_patience=6)
+    result = _run(cfg, data, tmp_path / "out", "p-lora")
+    run = _client(cfg).get_run(result.mlflow_run_id)
+    assert run.data.params["strategy"] == "lora"
+    assert int(run.data.params["trainable_params"]) < int(run.data.params["frozen_params"]) / 5
+    saved = load_file(tmp_path / "out" / "model" / "model.safetensors")
+    assert not [k for k in saved if "lora" in k or "base_layer" in k]  # merged: plain transformers names
+    base = {f"bert.{k}": v for k, v in load_file(tiny_model_dir / "model.safetensors").items()}  # a bare BertModel
+    query, key = "bert.encoder.layer.0.attention.self.query.weight", "bert.encoder.layer.0.attention.self.key.weight"
+    assert not bool((saved[query] == base[query]).all()), "the adapters were not merged into the query weights"
+    assert bool((saved[key] == base[key]).all()), "a module without adapters changed"
+    model = mlflow.pyfunc.load_model(result.model_uri)
+    pred = model.predict(pd.DataFrame({"text": ["i want a refund please", "password reset help"]}))
+    assert len(pred) == 2 and set(pred["label"]) <= set(L3)  # a random tiny body: quality is the benchmark's job
+
+
+def test_balanced_class_weights_up_weight_the_rare_class() -> None:
+    import numpy as np
+
+    from pipeline.modeling.loop import class_weights
+
+    w = class_weights(np.array([0] * 90 + [1] * 10), 3, "balanced")
+    assert w is not None and w[1] / w[0] == pytest.approx(9.0) and float(w[2]) == 0.0
+    assert class_weights(np.array([0, 1]), 2, "none") is None
