@@ -230,6 +230,14 @@ class FinetuneConfig(Section):
         description="Rows replayed, as a share of new rows: from the newest training data of a version trained from the "
         "champion (rejected or standing), else the champion's own.",
     )
+    replay_windows: int = Field(
+        4, ge=1, description="Training-data files of earlier versions (newest first) in the replay pool."
+    )
+    replay_balance: Literal["label", "period"] = Field(
+        "period",
+        description="Replay sample: stratified by label, or balanced over calendar quarters first (older seasons "
+        "keep their share) and by label within each.",
+    )
     max_length: int = Field(64, ge=8, le=512, description="Tokens per message.")
     batch_size: int = Field(16, ge=1, description="Training batch size.")
     epochs: int = Field(3, ge=1, description="Upper bound of epochs; early stopping may end sooner.")
@@ -258,6 +266,15 @@ class FinetuneConfig(Section):
     class_weights: Literal["none", "balanced"] = Field(
         "none", description="Loss weights per class: balanced = n / (classes x count), for rare classes."
     )
+    augment_min_count: int = Field(
+        0, ge=0, description="Augment training rows of labels with fewer rows than this, up to it (0: off)."
+    )
+    augment_templates: str | None = Field(
+        None, description="File of text,label examples the data source provides (CSV/JSONL/Parquet), used first."
+    )
+    augment_back_translation: str | None = Field(
+        None, description="Back-translation hook 'module:function' (list[str] -> list[str]); used only when set."
+    )
     freeze_embeddings: bool = Field(True, description="Keep the embedding layer frozen.")
     freeze_layers: int = Field(2, ge=0, description="Number of lowest encoder layers kept frozen.")
     max_train_rows: int | None = Field(
@@ -269,6 +286,11 @@ class FinetuneConfig(Section):
         "auto",
         description="bf16 autocast with fp32 master weights (auto: where the CPU or GPU has native bf16 matmuls).",
     )
+    inference_precision: Literal["auto", "fp32"] = Field(
+        "auto",
+        description="The served model's precision, recorded with it: auto = bf16 where the serving hardware has "
+        "native bf16 (evaluation, drift and serving share it), else fp32.",
+    )
     group_by_length: bool = Field(
         True, description="Batch rows of similar length (shuffled mega-batches): far less padding per batch."
     )
@@ -277,6 +299,11 @@ class FinetuneConfig(Section):
         ge=0,
         description="Checkpoint every N optimizer steps and at each epoch end; a retry resumes (0: epoch ends only).",
     )
+    search_trials: int = Field(
+        0, ge=0, description="Optuna trials (pruned, each a nested MLflow run) before the final fit (0: no search)."
+    )
+    search_timeout_s: float | None = Field(None, gt=0, description="Stop starting new search trials after this.")
+    search_max_freeze_layers: int = Field(4, ge=0, description="Search space: freeze_layers from 0 to this.")
     max_steps: int | None = Field(None, ge=1, description="Budget: stop after this many optimizer steps (null: none).")
     max_seconds: float | None = Field(
         None, gt=0, description="Budget: stop after this many seconds of training (null: none)."

@@ -136,24 +136,36 @@ def find_version_by_run(cfg: PipelineConfig, pipeline_run_id: str) -> ModelVersi
 
 
 def replay_source(cfg: PipelineConfig, champion: ChampionInfo) -> tuple[str, ...]:
-    """The training data a new challenger replays: the champion's own, plus that of the newest version
-    trained from the current champion (a rejected or standing challenger: its window and its replay).
-    A window whose challenger was not promoted is then not lost to every later challenger, and the
-    champion's rows stay in the pool (what it knew is not forgotten faster). Training rows only:
-    evaluation rows never are."""
+    """The training data a new challenger replays: the champion's own, that of the newest version
+    trained from the current champion (a rejected or standing challenger: its window and its replay),
+    and that of earlier versions, newest first, up to ``finetune.replay_windows`` files in all. A
+    window whose challenger was not promoted is then not lost to every later challenger, and older
+    seasons stay in the pool however many retrains ago they were (the replay sampler balances them:
+    :func:`pipeline.data.sampling.replay_rows`). Training rows only: evaluation rows never are."""
     own = (champion.train_data_uri,) if champion.train_data_uri else ()
     if champion.version is None:
         return own
     c = tracking.client(cfg)
-    found = c.search_model_versions(
-        f"name = {_quote(cfg.register.model_name)} and tags.evaluated_against_version = {_quote(champion.version)}"
-    )
+    name = _quote(cfg.register.model_name)
+    newer: tuple[str, ...] = ()
+    found = c.search_model_versions(f"name = {name} and tags.evaluated_against_version = {_quote(champion.version)}")
     for mv in sorted(found, key=lambda v: -int(v.version)):
         uri = lineage.resolve(c, (mv.tags or {}).get(TAG_TRAIN_DATA), mv.run_id, lineage.TRAIN_DATA)
         if uri and int(mv.version) > int(champion.version) and paths.exists(uri):
             log.info("replay: v%s's training data too (trained from champion v%s)", mv.version, champion.version)
-            return (uri, *own)
-    return own
+            newer = (uri,)
+            break
+    chosen = [*newer, *own]
+    older = [v for v in c.search_model_versions(f"name = {name}") if int(v.version) < int(champion.version)]
+    for mv in sorted(older, key=lambda v: -int(v.version)):
+        if len(chosen) >= max(cfg.finetune.replay_windows, len(newer) + len(own)):
+            break
+        uri = lineage.resolve(c, (mv.tags or {}).get(TAG_TRAIN_DATA), mv.run_id, lineage.TRAIN_DATA)
+        if uri and uri not in chosen and paths.exists(uri):
+            chosen.append(uri)
+    if len(chosen) > len(newer) + len(own):
+        log.info("replay: %d earlier version(s)' training data too", len(chosen) - len(newer) - len(own))
+    return tuple(chosen)
 
 
 def wait_until_ready(c: MlflowClient, model_name: str, version: str, timeout_s: float) -> ModelVersion:

@@ -127,6 +127,7 @@ class FinetuneResult(StepResult):
     best_val_macro_f1: float
     warm_started_from: str | None
     train_data_uri: str
+    augmented_rows: int = 0  # synthetic rows also trained on (augmented.parquet), not counted in train_rows
 
 
 @dataclass(frozen=True)

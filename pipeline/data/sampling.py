@@ -41,17 +41,53 @@ def stratified_sample(df: pd.DataFrame, n: int, *, seed: int, min_per_class: int
     return pd.concat(parts).sort_index().reset_index(drop=True)
 
 
-def replay_rows(pool: pd.DataFrame, n: int, exclude_ids: set[str], seed: int, cover: dict[str, int]) -> pd.DataFrame:
-    """Up to ``n`` rows of ``pool`` (the champion's training data), stratified, without ids already in
-    the new data, plus, for each label in ``cover``, rows of that label up to the count given: the
-    labels the new rows lack, so that the challenger keeps every label the champion knows (even with
-    ``n`` = 0)."""
+def _shares(sizes: list[int], n: int) -> list[int]:
+    """``n`` split as evenly as possible over groups of ``sizes`` rows (water-filling: a group that
+    runs out passes its share on to the others)."""
+    alloc = [0] * len(sizes)
+    left, open_ = n, [i for i, s in enumerate(sizes) if s > 0]
+    while left > 0 and open_:
+        each, extra = divmod(left, len(open_))
+        for rank, i in enumerate(open_):
+            take = min(sizes[i] - alloc[i], each + (1 if rank < extra else 0))
+            alloc[i] += take
+            left -= take
+        open_ = [i for i in open_ if alloc[i] < sizes[i]]
+    return alloc
+
+
+def balanced_by_period(pool: pd.DataFrame, n: int, *, seed: int) -> pd.DataFrame:
+    """``n`` rows of ``pool``: shared evenly over calendar quarters of ``timestamp`` (so an older
+    season keeps its share however small its part of the pool has become), stratified by label
+    within each quarter. Rows without a timestamp form one group of their own."""
+    if n >= len(pool) or "timestamp" not in pool.columns:
+        return stratified_sample(pool, n, seed=seed)
+    ts = pd.to_datetime(pool["timestamp"], utc=True, errors="coerce")
+    period = ts.dt.tz_convert(None).dt.to_period("Q").astype(str).where(ts.notna(), "none")
+    groups = [g for _, g in pool.groupby(period, sort=True)]
+    parts = [
+        stratified_sample(g, k, seed=seed)
+        for g, k in zip(groups, _shares([len(g) for g in groups], n), strict=True)
+        if k
+    ]
+    return pd.concat(parts, ignore_index=True) if parts else pool.iloc[0:0]
+
+
+def replay_rows(
+    pool: pd.DataFrame, n: int, exclude_ids: set[str], seed: int, cover: dict[str, int], balance: str = "label"
+) -> pd.DataFrame:
+    """Up to ``n`` rows of ``pool`` (earlier versions' training data), stratified by label (or, with
+    ``balance="period"``, shared evenly over calendar quarters first: :func:`balanced_by_period`),
+    without ids already in the new data, plus, for each label in ``cover``, rows of that label up to
+    the count given: the labels the new rows lack, so that the challenger keeps every label the
+    champion knows (even with ``n`` = 0)."""
     if "example_id" in pool.columns and exclude_ids:
         before = len(pool)
         pool = pool[~pool["example_id"].astype(str).isin(exclude_ids)]
         log.info("replay pool: %d rows, %d dropped as already in the new data", before, before - len(pool))
     pool = pool.reset_index(drop=True)
-    base = stratified_sample(pool.assign(_row=pool.index), max(n, 0), seed=seed)
+    pick = balanced_by_period if balance == "period" else stratified_sample
+    base = pick(pool.assign(_row=pool.index), max(n, 0), seed=seed)
     chosen = set(base["_row"])
     extra = []
     for label, need in sorted(cover.items()):

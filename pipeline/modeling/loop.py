@@ -25,6 +25,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,20 +87,11 @@ def encode(tokenizer: Any, df: pd.DataFrame, label_index: dict[str, int], max_le
 def logits(
     model: Any, data: Encoded, *, batch_size: int, pad_id: int, device: str, precision: str = "fp32"
 ) -> np.ndarray:
-    """Logits (rows × classes, float64) per row: rows sorted by length and batched (little padding),
-    under ``torch.inference_mode`` and bf16 autocast when ``precision`` says so; in input order."""
-    model.eval()
-    order = sorted(range(len(data.ids)), key=lambda i: len(data.ids[i]))
-    out: np.ndarray | None = None
-    with torch.inference_mode(), autocast(device, precision):
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            batch = {k: v.to(device) for k, v in collate([data.ids[i] for i in idx], pad_id).items()}
-            z = model(**batch).logits.float().cpu().numpy()
-            if out is None:
-                out = np.zeros((len(order), z.shape[1]), dtype=np.float64)
-            out[idx] = z
-    return np.zeros((0, 0)) if out is None else out
+    """Logits (rows × classes, float64) per row, through the one inference path
+    (:mod:`pipeline.modeling.inference`: length-sorted batches, inference_mode, bf16 where asked)."""
+    from pipeline.modeling import inference
+
+    return inference.logits(model, data.ids, batch_size=batch_size, pad_id=pad_id, device=device, precision=precision)
 
 
 def _predict(model: Any, data: Encoded, *, batch_size: int, pad_id: int, device: str, precision: str) -> np.ndarray:
@@ -168,6 +160,7 @@ def train(
     device: str,
     precision: str = "fp32",
     checkpoint_dir: Path | None = None,
+    on_epoch: Callable[[int, float], None] | None = None,
 ) -> Outcome:
     """Seeded AdamW loop with warm-up schedule, per-epoch validation and early stopping on val macro-F1.
 
@@ -299,6 +292,8 @@ def train(
             epoch, ft.epochs, metrics["train_loss"], val_acc, val_f1, metrics["learning_rate"],
             metrics["epoch_seconds"], metrics["tokens_per_second"], metrics["padding_ratio"],
         )  # fmt: skip
+        if on_epoch is not None:
+            on_epoch(epoch, val_f1)  # a hyperparameter search may stop the trial here (it raises)
         if val_f1 > out.best_val_macro_f1:
             out.best_val_macro_f1, out.best_val_accuracy, out.best_epoch = val_f1, val_acc, epoch
             out.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}

@@ -24,7 +24,7 @@ import importlib.metadata
 import json
 import logging
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +82,7 @@ def write_model_meta(
     scrub_pii: bool = True,
     temperature: float = 1.0,
     pii_patterns: dict[str, str] | None = None,
+    precision: str = "auto",
 ) -> None:
     """Record the label order, token budget and input cleaning next to the HF files (read by
     :class:`IntentClassifier`): the served model cleans raw text exactly as ingest cleaned its
@@ -95,6 +96,7 @@ def write_model_meta(
             "pii_patterns": dict(pii_patterns or {}),
         },
         "temperature": float(temperature),
+        "precision": precision,  # inference: auto = bf16 where the serving hardware has it natively
     }
     (Path(model_dir) / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
 
@@ -113,11 +115,12 @@ def read_model_meta(model_dir: str | Path) -> dict[str, Any]:
             "max_length": int(meta["max_length"]),
             "cleaning": {**cleaning, **(meta.get("cleaning") or {})},
             "temperature": float(meta.get("temperature") or 1.0),
+            "precision": str(meta.get("precision") or "fp32"),  # models saved before it: as they were served
         }
     config = json.loads((Path(model_dir) / "config.json").read_text())
     id2label = config.get("id2label") or {}
     labels = [id2label[k] for k in sorted(id2label, key=int)]
-    return {"labels": labels, "max_length": 128, "cleaning": cleaning}
+    return {"labels": labels, "max_length": 128, "cleaning": cleaning, "precision": "fp32"}
 
 
 def _texts(model_input: Any) -> list[str]:
@@ -154,28 +157,33 @@ class IntentClassifier(PythonModel):
         self.cleaning: dict[str, Any] = meta["cleaning"]
         self.temperature: float = float(meta.get("temperature", 1.0))
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        from pipeline.modeling.precision import bf16_supported
+
+        # auto (or bf16) runs in bf16 where this hardware has it natively, else in fp32: serving never refuses
+        wanted = str(meta.get("precision", "fp32"))
+        self.precision = "bf16" if wanted in ("auto", "bf16") and bf16_supported(self.device) else "fp32"
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         self.model = AutoModelForSequenceClassification.from_pretrained(model_dir).to(self.device).eval()
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         n_out = int(self.model.config.num_labels)
         if n_out != len(self.labels):
             raise ValueError(f"{model_dir}: {META_FILE} lists {len(self.labels)} labels, the model has {n_out} outputs")
 
-    def _batches(self, raw: Sequence[Any], batch_size: int) -> Iterator[tuple[list[int], Any]]:
-        """(input positions, tokenized batch) over ``raw`` texts, cleaned like ingest (serving sees what
-        training saw, and never keeps raw PII) and sorted by length so each batch pads little."""
+    def _ids(self, raw: Sequence[Any]) -> list[list[int]]:
+        """Token ids (unpadded) of ``raw`` texts, cleaned like ingest first (serving sees what training
+        saw, and never keeps raw PII)."""
         from pipeline.data.pii import custom_kinds
         from pipeline.data.text import clean_text
 
         max_chars, scrub = int(self.cleaning["max_text_chars"]), bool(self.cleaning["scrub_pii"])
         extra = custom_kinds(self.cleaning.get("pii_patterns"))
         texts = [clean_text(str(t), max_chars=max_chars, scrub=scrub, extra=extra)[0] for t in raw]
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            enc = self.tokenizer(
-                [texts[i] for i in idx], padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
-            ).to(self.device)
-            yield idx, enc
+        if not texts:
+            return []
+        return [list(x) for x in self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]]
+
+    def _path(self, batch_size: int) -> dict[str, Any]:
+        return {"batch_size": batch_size, "pad_id": self.pad_id, "device": self.device, "precision": self.precision}
 
     # MLflow 3 reads the type hint of `model_input`: `Any` or none makes it warn, `list[str]` would
     # switch on its type-hint conversion; `pd.DataFrame` is taken as "no inference", and the explicit
@@ -202,28 +210,23 @@ class IntentClassifier(PythonModel):
         import numpy as np
         import torch
 
-        probs = np.zeros((len(texts), len(self.labels)), dtype=np.float64)
-        with torch.inference_mode():
-            for idx, enc in self._batches(list(texts), batch_size):
-                probs[idx] = torch.softmax(self.model(**enc).logits.float() / self.temperature, dim=-1).cpu().numpy()
-        return probs
+        from pipeline.modeling.inference import logits
+
+        if not len(texts):
+            return np.zeros((0, len(self.labels)), dtype=np.float64)
+        z = torch.from_numpy(logits(self.model, self._ids(list(texts)), **self._path(batch_size)))
+        return torch.softmax(z / self.temperature, dim=-1).numpy().astype(np.float64)
 
     def probe(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> tuple[Any, Any]:
         """Logits (rows × labels) and mean-pooled last-layer embeddings (rows × hidden) of ``texts``,
         in input order, for the drift check; batched under ``torch.inference_mode``."""
         import numpy as np
-        import torch
 
-        logits = np.zeros((len(texts), len(self.labels)), dtype=np.float64)
-        emb = np.zeros((len(texts), int(self.model.config.hidden_size)), dtype=np.float64)
-        with torch.inference_mode():
-            for idx, enc in self._batches(texts, batch_size):
-                out = self.model(**enc, output_hidden_states=True)
-                mask = enc["attention_mask"].unsqueeze(-1).float()
-                pooled = (out.hidden_states[-1].float() * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-                logits[idx] = out.logits.float().cpu().numpy()
-                emb[idx] = pooled.cpu().numpy()
-        return logits, emb
+        from pipeline.modeling.inference import logits_and_embeddings
+
+        if not len(texts):
+            return np.zeros((0, len(self.labels))), np.zeros((0, int(self.model.config.hidden_size)))
+        return logits_and_embeddings(self.model, self._ids(list(texts)), **self._path(batch_size))
 
 
 def log_intent_model(

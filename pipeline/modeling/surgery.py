@@ -104,6 +104,7 @@ def load_start(start_dir: str, labels: list[str], *, warm: bool, name: str) -> t
         tokenizer = AutoTokenizer.from_pretrained(start_dir)
         if warm:
             model = AutoModelForSequenceClassification.from_pretrained(start_dir)
+            check_label_map(model, labels, name)
             grown = grow_classifier_head(model, labels)
         else:
             model = AutoModelForSequenceClassification.from_pretrained(
@@ -115,8 +116,25 @@ def load_start(start_dir: str, labels: list[str], *, warm: bool, name: str) -> t
             )
             grown = len(labels)
     except (OSError, ValueError) as exc:
-        raise TrainingError(f"finetune: model {name} cannot be loaded from {start_dir} ({exc})") from exc
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TrainingError(f"finetune: model {name} cannot be loaded from {start_dir} ({first})") from exc
     return tokenizer, model, grown
+
+
+def check_label_map(model: Any, labels: Sequence[str], name: str) -> None:
+    """The warm start's head must answer the labels its metadata lists, in that order: a champion whose
+    ``config.json`` label map disagrees with ``intent_model.json`` would be trained on shuffled labels."""
+    n = int(model.config.num_labels)
+    head = [str(model.config.id2label.get(i, "")) for i in range(n)]
+    known = list(labels[:n])
+    generic = all(h == f"LABEL_{i}" for i, h in enumerate(head))  # a head saved without names: order unknowable
+    if len(labels) < n or (not generic and head != known):
+        diff = next((i for i, (a, b) in enumerate(zip(head, known, strict=False)) if a != b), min(n, len(known)))
+        raise TrainingError(
+            f"finetune: the label map of {name} does not match the champion's labels: its head has {n} outputs, "
+            f"output {diff} is {head[diff] if diff < n else 'missing'!r} but the champion's metadata says "
+            f"{known[diff] if diff < len(known) else 'nothing'!r}"
+        )
 
 
 HEAD_PARTS = frozenset({"classifier", "score", "pre_classifier", "pooler"})

@@ -44,6 +44,7 @@ from pipeline.data import sampling
 from pipeline.data.sampling import label_order, required_labels, stratified_sample
 from pipeline.errors import TrainingError
 from pipeline.modeling import precision as _precision
+from pipeline.modeling import search
 from pipeline.modeling.base import resolve_base_model
 from pipeline.modeling.loop import Encoded, encode
 from pipeline.modeling.loop import train as _train  # module attribute: tests replace it
@@ -57,6 +58,7 @@ log = logging.getLogger(__name__)
 REQUIRED_COLUMNS = ("text", "label")
 MODEL_SUBDIR = "model"
 TRAIN_DATA_FILE = "train_data.parquet"
+AUGMENTED_FILE = "augmented.parquet"  # synthetic rows trained on, never replayed, never evaluated
 
 
 # ---------------------------------------------------------------- data
@@ -110,9 +112,9 @@ def _checkpoint_for(out_dir: str, fingerprint: str) -> Path:
     return ckpt
 
 
-def _fingerprint(cfg: PipelineConfig, train: pd.DataFrame, val: pd.DataFrame, labels: list[str], start: str) -> str:
+def _fingerprint(ft: Any, train: pd.DataFrame, val: pd.DataFrame, labels: list[str], start: str) -> str:
     h = hashlib.sha256()
-    for part in (cfg.finetune.model_dump_json(), start, json.dumps(labels)):
+    for part in (ft.model_dump_json(), start, json.dumps(labels)):
         h.update(part.encode())
     for df in (train, val):
         h.update(pd.util.hash_pandas_object(df[["text", "label"]], index=False).to_numpy().tobytes())
@@ -132,6 +134,45 @@ def _temperature(model: Any, val: Encoded, batch_size: int, pad_id: int, device:
     t = float(fit_temperature(z, val.labels))
     log.info("finetune: temperature %.3f calibrates the confidences on %d val rows", t, len(val.labels))
     return t
+
+
+def _start(ft: Any, start_dir: str, labels: list[str], warm_from: str | None) -> tuple[Any, Any, int, int]:
+    """(tokenizer, model ready to train, new head rows, frozen parameters) from the starting point, seeded."""
+    seed_everything(ft.seed)
+    tokenizer, model, new_head_rows = load_start(
+        start_dir, labels, warm=bool(warm_from), name=warm_from or ft.base_model
+    )
+    model, frozen = adapt(
+        model,
+        strategy=ft.strategy,
+        embeddings=ft.freeze_embeddings,
+        layers=ft.freeze_layers,
+        lora={"r": ft.lora_r, "alpha": ft.lora_alpha, "dropout": ft.lora_dropout, "targets": ft.lora_targets},
+    )
+    return tokenizer, model, new_head_rows, frozen
+
+
+def _augment(cfg: PipelineConfig, train: pd.DataFrame) -> pd.DataFrame:
+    """Synthetic rows for labels under ``finetune.augment_min_count`` (:mod:`pipeline.data.augment`),
+    cleaned like ingest's rows (templates and translations come from outside the curated store)."""
+    from pipeline.data import augment
+    from pipeline.data.pii import custom_kinds
+    from pipeline.data.text import clean_text
+
+    ft = cfg.finetune
+    if not ft.augment_min_count:
+        return train.iloc[0:0]
+    templates = augment.read_templates(ft.augment_templates) if ft.augment_templates else None
+    hook = augment.load_hook(ft.augment_back_translation) if ft.augment_back_translation else None
+    aug = augment.augment(train, min_count=ft.augment_min_count, seed=ft.seed, templates=templates, back_translate=hook)
+    if len(aug):
+        extra = custom_kinds(cfg.ingest.pii_patterns)
+        scrub, chars = cfg.ingest.scrub_pii, cfg.ingest.max_text_chars
+        aug["text"] = [clean_text(t, max_chars=chars, scrub=scrub, extra=extra)[0] for t in aug["text"]]
+        aug = aug[aug["text"].str.strip() != ""].drop_duplicates("text").reset_index(drop=True)
+        log.info("augmentation: %d synthetic row(s) for labels under %d rows %s", len(aug), ft.augment_min_count,
+                 augment.counts_by_method(aug))  # fmt: skip
+    return aug
 
 
 def _read_replay(uris: tuple[str, ...]) -> pd.DataFrame:
@@ -193,7 +234,7 @@ def run(
     cover = {lab: min_per_class or 1 for lab in pool_labels if int(new_counts.get(lab, 0)) < (min_per_class or 1)}
     n_replay = int(round(ft.replay_fraction * len(new)))
     replay = (
-        sampling.replay_rows(pool, n_replay, exclude, ft.seed, cover)
+        sampling.replay_rows(pool, n_replay, exclude, ft.seed, cover, ft.replay_balance)
         if pool is not None and (n_replay > 0 or cover)
         else None
     )
@@ -205,6 +246,7 @@ def run(
     )
     if replay_rows:
         log.info("replay: %d rows from %s", replay_rows, ", ".join(replay_uris))
+    augmented = _augment(cfg, train)
     if train["label"].nunique() < 2:
         raise TrainingError(
             f"finetune: the training rows of {train_uri} hold {train['label'].nunique()} label(s) "
@@ -245,19 +287,21 @@ def run(
                     f"holds them, but no training row has them (replay pool: {replay_uri or 'none'}); "
                     "a model that silently forgets a label is never trained"
                 )
-            seed_everything(ft.seed)
-            tokenizer, model, new_head_rows = load_start(
-                start_dir, labels, warm=bool(warm_from), name=warm_from or ft.base_model
-            )
-            model, frozen = adapt(
-                model,
-                strategy=ft.strategy,
-                embeddings=ft.freeze_embeddings,
-                layers=ft.freeze_layers,
-                lora={"r": ft.lora_r, "alpha": ft.lora_alpha, "dropout": ft.lora_dropout, "targets": ft.lora_targets},
-            )
-            trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+            fit_rows = train if not len(augmented) else pd.concat([train, augmented[train.columns]], ignore_index=True)
             label_index = {label: i for i, label in enumerate(labels)}
+            if ft.search_trials:
+
+                def fit(trial_ft: Any, on_epoch: Any) -> float:
+                    tok, m, _, _ = _start(trial_ft, start_dir, labels, warm_from)
+                    pid = tok.pad_token_id if tok.pad_token_id is not None else 0
+                    enc = encode(tok, fit_rows, label_index, trial_ft.max_length)
+                    venc = encode(tok, val, label_index, trial_ft.max_length)
+                    kw = {"pad_id": pid, "device": device, "precision": precision, "on_epoch": on_epoch}
+                    return _train(m, enc, venc, trial_ft, **kw).best_val_macro_f1
+
+                ft = search.tune(ft, fit)
+            tokenizer, model, new_head_rows, frozen = _start(ft, start_dir, labels, warm_from)
+            trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
             mlflow.log_params(
                 {
                     **ft.model_dump(),
@@ -265,6 +309,7 @@ def run(
                     "new_train_rows": len(new),
                     "replay_rows": replay_rows,
                     "train_rows": len(train),
+                    "augmented_rows": len(augmented),
                     "val_rows": len(val),
                     "start_point": warm_from or f"base:{ft.base_model}",
                     "labels": ",".join(labels),
@@ -293,10 +338,10 @@ def run(
 
             pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
             val_encoded = encode(tokenizer, val, label_index, ft.max_length)
-            ckpt = _checkpoint_for(final, _fingerprint(cfg, train, val, labels, warm_from or start_dir))
+            ckpt = _checkpoint_for(final, _fingerprint(ft, fit_rows, val, labels, warm_from or start_dir))
             outcome = _train(
                 model,
-                encode(tokenizer, train, label_index, ft.max_length),
+                encode(tokenizer, fit_rows, label_index, ft.max_length),
                 val_encoded,
                 ft,
                 pad_id=pad_id,
@@ -324,8 +369,11 @@ def run(
                 scrub_pii=cfg.ingest.scrub_pii,
                 temperature=temperature,
                 pii_patterns=cfg.ingest.pii_patterns,
+                precision=ft.inference_precision,
             )
-            train.to_parquet(stage / TRAIN_DATA_FILE, index=False)
+            train.to_parquet(stage / TRAIN_DATA_FILE, index=False)  # real rows only: the next replay pool
+            if len(augmented):
+                augmented.to_parquet(stage / AUGMENTED_FILE, index=False)
             info = log_intent_model(
                 model_stage,
                 name="model",
@@ -365,6 +413,7 @@ def run(
                 best_val_macro_f1=outcome.best_val_macro_f1,
                 warm_started_from=warm_from,
                 train_data_uri=str(train_data_path),
+                augmented_rows=len(augmented),
             )
             storage.write_done(stage, result)
         shutil.rmtree(checkpoint_dir(final), ignore_errors=True)  # published: a retry returns the result

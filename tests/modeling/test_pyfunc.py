@@ -89,6 +89,7 @@ def test_load_hf_from_model_uri_returns_the_hf_folder(logged, tmp_path: Path) ->
         "max_length": 16,
         "cleaning": {"max_text_chars": 1000, "scrub_pii": True, "pii_patterns": {}},
         "temperature": 1.0,
+        "precision": "auto",
     }
     assert json.loads((hf_dir / "config.json").read_text())["id2label"]["2"] == "account_access"
 
@@ -150,3 +151,21 @@ def test_model_signals_on_a_real_intent_model(intent_dir: Path) -> None:
     assert perf is not None and perf["rows"] == 60
     assert perf["accuracy_low"] <= perf["accuracy"] <= perf["accuracy_high"]
     assert 0 < est["accuracy"] <= 1 and est["temperature"] == 1.0
+
+
+def test_the_inference_path_returns_rows_in_input_order_as_if_each_ran_alone(tiny_model_dir) -> None:
+    import numpy as np
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from pipeline.modeling import inference
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=3).eval()
+    texts = ["where is my order", "refund", "i can not log in to my account since yesterday please help", "hi"]
+    ids = [list(x) for x in tok(texts, truncation=True, max_length=32)["input_ids"]]
+    batched = inference.logits(model, ids, batch_size=3, pad_id=tok.pad_token_id, device="cpu")
+    alone = np.vstack([inference.logits(model, [r], batch_size=1, pad_id=tok.pad_token_id, device="cpu") for r in ids])
+    np.testing.assert_allclose(batched, alone, atol=1e-5)  # padding is masked; order is restored
+    z, emb = inference.logits_and_embeddings(model, ids, batch_size=2, pad_id=tok.pad_token_id, device="cpu")
+    np.testing.assert_allclose(z, alone, atol=1e-5)
+    assert emb.shape == (4, model.config.hidden_size) and np.isfinite(emb).all()

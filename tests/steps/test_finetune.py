@@ -565,3 +565,71 @@ def test_balanced_class_weights_up_weight_the_rare_class() -> None:
     w = class_weights(np.array([0] * 90 + [1] * 10), 3, "balanced")
     assert w is not None and w[1] / w[0] == pytest.approx(9.0) and float(w[2]) == 0.0
     assert class_weights(np.array([0, 1]), 2, "none") is None
+
+
+def test_replay_balanced_by_period_keeps_an_old_seasons_share() -> None:
+    from pipeline.data.sampling import balanced_by_period
+
+    recent = make_frame(L3, 300, seed=1, prefix="new").assign(timestamp=pd.Timestamp("2025-07-01", tz="UTC"))
+    old = make_frame(L3, 30, seed=2, prefix="old").assign(timestamp=pd.Timestamp("2025-01-15", tz="UTC"))
+    pool = pd.concat([recent, old], ignore_index=True)
+    picked = balanced_by_period(pool, 40, seed=0)
+    assert len(picked) == 40
+    assert picked["example_id"].str.startswith("old").sum() == 20  # half, though the old quarter is 9% of the pool
+    assert set(picked[picked["example_id"].str.startswith("old")]["label"]) == set(L3)  # stratified within
+    few = balanced_by_period(pool, 100, seed=0)
+    assert few["example_id"].str.startswith("old").sum() == 30  # all it has; the rest from the recent quarter
+    assert len(few) == 100
+
+
+def test_a_search_runs_nested_trials_and_fits_with_the_best(fcfg, data, tmp_path: Path) -> None:
+    cfg = fcfg(epochs=2, search_trials=4, search_max_freeze_layers=1)
+    result = _run(cfg, data, tmp_path / "out", "p-search")
+    client = _client(cfg)
+    parent = client.get_run(result.mlflow_run_id)
+    trials = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert sorted(int(t.data.tags["search_trial"]) for t in trials) == [0, 1, 2, 3]
+    finished = [t for t in trials if t.info.status == "FINISHED"]
+    best = max(t.data.metrics["best_val_macro_f1"] for t in finished)
+    assert parent.data.metrics["search_best_val_macro_f1"] == pytest.approx(best)
+    # optuna's best trial: the first (by number) of those with the best value
+    winner = min((t for t in finished if t.data.metrics["best_val_macro_f1"] == best),
+                 key=lambda t: int(t.data.tags["search_trial"]))  # fmt: skip
+    for key in ("learning_rate", "head_lr_multiplier", "freeze_layers"):  # the final fit used the winner's values
+        assert float(parent.data.params[key]) == pytest.approx(float(winner.data.params[key]))
+        assert parent.data.params[f"search_best_{key}"] == winner.data.params[key]
+    assert "search/trials.csv" in [a.path for a in client.list_artifacts(parent.info.run_id, "search")]
+
+
+def test_engine_errors_are_one_line(fcfg, data, tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    import mlflow
+
+    from pipeline import tracking
+    from pipeline.modeling.pyfunc import log_intent_model
+
+    def one_line(match: str, cfg, d, **kw) -> None:
+        with pytest.raises(TrainingError, match=match) as e:
+            _run(cfg, d, tmp_path / "out", "p-err", **kw)
+        assert "\n" not in str(e.value)
+
+    one_line(r"finetune: model no-org/no-such-model cannot be loaded", fcfg(base_model="no-org/no-such-model"), data)
+    empty = write(make_frame(L3, 3, seed=1, prefix="t").iloc[0:0], tmp_path / "in" / "empty.parquet")
+    one_line(r"train file .*empty\.parquet has no rows", fcfg(), {**data, "train_uri": empty})
+    # a champion whose head's label map disagrees with its metadata (config.json edited by hand)
+    champion = _run(fcfg(epochs=1), data, tmp_path / "champ", "p-champ")
+    broken = tmp_path / "broken"
+    shutil.copytree(champion.model_dir, broken)
+    conf = json.loads((broken / "config.json").read_text())
+    conf["id2label"] = {"0": L3[1], "1": L3[0], "2": L3[2]}
+    conf["label2id"] = {v: int(k) for k, v in conf["id2label"].items()}
+    (broken / "config.json").write_text(json.dumps(conf))
+    cfg = fcfg(epochs=1)
+    tracking.configure(cfg)
+    with mlflow.start_run():
+        uri = log_intent_model(broken).model_uri
+    one_line(r"label map of models:/.* does not match the champion's labels: .*output 0 is 'refund_request'", cfg,
+             data, init_model_uri=uri)  # fmt: skip
+    assert not (tmp_path / "out").exists()

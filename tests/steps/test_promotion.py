@@ -153,3 +153,20 @@ def test_a_new_challenger_replays_the_newest_data_trained_from_the_champion(gate
     assert registry.replay_source(cfg, _champ(cfg)) == (str(data["rejected"]), str(data["champ"]))
     data["rejected"].unlink()  # gone from storage: the next newest that is still there
     assert registry.replay_source(cfg, _champ(cfg)) == (str(data["older"]), str(data["champ"]))
+
+
+def test_replay_reaches_back_over_earlier_versions_up_to_replay_windows(gate_cfg, tmp_path: Path) -> None:
+    from pipeline import registry
+
+    files = []
+    cfg = gate_cfg()
+    for i in range(4):
+        files.append(tmp_path / f"v{i + 1}_train.parquet")
+        files[-1].write_bytes(b"x")
+        evaluation = _evaluation(True) if i == 0 else _evaluation(True, champion_version=str(i))
+        _register(cfg, tmp_path, f"run{i + 1}", evaluation, log_model(cfg, mapping_with_errors(BETTER)),
+                  train_data_uri=str(files[-1]))  # fmt: skip
+    assert _champ(cfg).version == "4"
+    newest_first = tuple(str(f) for f in reversed(files))
+    assert registry.replay_source(cfg, _champ(cfg)) == newest_first  # default: 4 files
+    assert registry.replay_source(gate_cfg(finetune={"replay_windows": 2}), _champ(cfg)) == newest_first[:2]
