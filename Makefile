@@ -10,7 +10,7 @@ export TOKENIZERS_PARALLELISM = false
 export GX_ANALYTICS_ENABLED = False
 export GIT_PYTHON_REFRESH = quiet
 
-.PHONY: install demo test test-fast bench bench-drift bench-gate airflow-ui mlflow-ui lint docs clean
+.PHONY: install demo test test-fast bench bench-drift bench-gate bench-finetune airflow-ui mlflow-ui lint docs clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,9 @@ bench-drift: $(STAMP)  ## benchmarks/drift.py (~6 min) and drift_replay.py (real
 
 bench-gate: $(STAMP)  ## benchmarks/gate.py: false promotions, power, windows to a decision (simulation)
 	$(BIN)/python benchmarks/gate.py
+
+bench-finetune: $(STAMP)  ## benchmarks/finetune.py: the training loop against Trainer, naive and tuned (~40 min)
+	$(BIN)/python benchmarks/finetune.py
 
 airflow-ui: $(STAMP)  ## the Airflow UI on the demo's metadata DB: http://127.0.0.1:8080
 	$(BIN)/python -m pipeline.demo --serve airflow

@@ -227,8 +227,8 @@ class FinetuneConfig(Section):
         0.5,
         ge=0,
         le=5,
-        description="Rows replayed, as a share of new rows: from the newest training data of a version trained from the "
-        "champion (rejected or standing), else the champion's own.",
+        description="Rows replayed, as a share of new rows, from the replay pool: the champion's training data, the "
+        "newest version trained from it (rejected or standing), and earlier versions' (replay_windows files).",
     )
     replay_windows: int = Field(
         4, ge=1, description="Training-data files of earlier versions (newest first) in the replay pool."
@@ -240,6 +240,11 @@ class FinetuneConfig(Section):
     )
     max_length: int = Field(64, ge=8, le=512, description="Tokens per message.")
     batch_size: int = Field(16, ge=1, description="Training batch size.")
+    gradient_accumulation_steps: int = Field(
+        1,
+        ge=1,
+        description="Batches whose gradients add up before each optimizer step (effective batch = batch x this).",
+    )
     epochs: int = Field(3, ge=1, description="Upper bound of epochs; early stopping may end sooner.")
     learning_rate: float = Field(2e-4, gt=0, description="Peak learning rate of the pretrained body (AdamW).")
     head_lr_multiplier: float = Field(
@@ -247,7 +252,7 @@ class FinetuneConfig(Section):
     )
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
     warmup_ratio: float = Field(0.1, ge=0, lt=1, description="Share of steps with linear warm-up.")
-    lr_scheduler: Literal["linear", "cosine", "constant"] = Field(
+    lr_scheduler: Literal["linear", "cosine", "cosine_with_restarts", "polynomial", "constant"] = Field(
         "linear", description="Learning-rate schedule after warm-up."
     )
     early_stopping_patience: int = Field(1, ge=0, description="Epochs without val macro-F1 gain before stopping.")

@@ -24,13 +24,17 @@ row's ``example_id`` or template index).
 from __future__ import annotations
 
 import importlib
+import logging
 import random
 from collections.abc import Callable, Sequence
 
 import pandas as pd
 
+from pipeline.config import PipelineConfig
 from pipeline.data.synonyms import SYNONYMS
 from pipeline.errors import TrainingError
+
+log = logging.getLogger(__name__)
 
 METHODS = ("template", "back_translation", "swap", "delete", "synonym")
 
@@ -176,3 +180,25 @@ def read_templates(path: str, required: Sequence[str] = ("text", "label")) -> pd
             f"finetune.augment_templates {path}: no column {missing[0]!r} (columns: {list(df.columns)})"
         )
     return df.assign(label=df["label"].astype(str), text=df["text"].astype(str))
+
+
+def for_training(cfg: PipelineConfig, train: pd.DataFrame) -> pd.DataFrame:
+    """Synthetic rows for labels under ``finetune.augment_min_count`` (:mod:`pipeline.data.augment`),
+    cleaned like ingest's rows (templates and translations come from outside the curated store)."""
+    from pipeline.data.pii import custom_kinds
+    from pipeline.data.text import clean_text
+
+    ft = cfg.finetune
+    if not ft.augment_min_count:
+        return train.iloc[0:0]
+    templates = read_templates(ft.augment_templates) if ft.augment_templates else None
+    hook = load_hook(ft.augment_back_translation) if ft.augment_back_translation else None
+    aug = augment(train, min_count=ft.augment_min_count, seed=ft.seed, templates=templates, back_translate=hook)
+    if len(aug):
+        extra = custom_kinds(cfg.ingest.pii_patterns)
+        scrub, chars = cfg.ingest.scrub_pii, cfg.ingest.max_text_chars
+        aug["text"] = [clean_text(t, max_chars=chars, scrub=scrub, extra=extra)[0] for t in aug["text"]]
+        aug = aug[aug["text"].str.strip() != ""].drop_duplicates("text").reset_index(drop=True)
+        log.info("augmentation: %d synthetic row(s) for labels under %d rows %s", len(aug), ft.augment_min_count,
+                 counts_by_method(aug))  # fmt: skip
+    return aug

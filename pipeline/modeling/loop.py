@@ -6,8 +6,9 @@ growth, a separate head learning rate, frozen layers, replay and the project's M
 structure, which Trainer would get through callbacks and subclassing; what Trainer brings for speed
 (dynamic padding, ``group_by_length``, bf16 autocast, fused clipping) is here in a few lines, from
 the same library pieces (``get_scheduler``, ``clip_grad_norm_``). ``benchmarks/finetune.py`` holds
-it to the measurement: like for like (nothing frozen) against a well-configured Trainer, in the
-same process, and the results are in ``benchmarks/results/finetune.md``.
+it to the measurement: like for like (nothing frozen) against a well-configured Trainer (dynamic
+padding, length grouping, bf16, fused AdamW), in the same process, it is 1.05× faster on the
+simulator and 1.03× on banking77 at equal or better val macro-F1 (``benchmarks/results/finetune.md``).
 
 Checkpoints (``checkpoint_dir``): every ``checkpoint_every_steps`` optimizer steps and at each
 epoch's end, one file written atomically (the trainable weights, optimizer, scheduler, RNG state,
@@ -172,13 +173,16 @@ def train(
     from transformers import get_scheduler
 
     lengths = train.lengths
-    per_epoch = -(-len(lengths) // ft.batch_size)
+    n_batches = -(-len(lengths) // ft.batch_size)
+    accum = ft.gradient_accumulation_steps
+    per_epoch = -(-n_batches // accum)  # optimizer steps per epoch
     total_steps = ft.epochs * per_epoch if ft.max_steps is None else min(ft.epochs * per_epoch, ft.max_steps)
     params = [p for p in model.parameters() if p.requires_grad]
     n_classes = int(model.config.num_labels)
     weights = class_weights(train.labels, n_classes, ft.class_weights)
     weights = None if weights is None else weights.to(device)
-    optimizer = torch.optim.AdamW(param_groups(model, ft))
+    # fused AdamW (one kernel per step, CPU and CUDA), as the Trainer's default adamw_torch_fused
+    optimizer = torch.optim.AdamW(param_groups(model, ft), fused=True)
     warmup_steps = int(round(ft.warmup_ratio * total_steps))
     # plain "constant" ignores warm-up in transformers; honour warmup_ratio for it too
     scheduler_name = "constant_with_warmup" if ft.lr_scheduler == "constant" and warmup_steps else ft.lr_scheduler
@@ -203,8 +207,8 @@ def train(
         for i, metrics in enumerate(out.history, start=1):
             mlflow.log_metrics(metrics, step=i)  # this attempt's run holds the whole history
         log.info("resumed from checkpoint %s: epoch %d, step %d of %d (global step %d)",
-                 checkpoint_dir, start_epoch, skip, per_epoch, out.steps)  # fmt: skip
-        if skip >= per_epoch:  # the checkpoint was the end of that epoch
+                 checkpoint_dir, start_epoch, skip, n_batches, out.steps)  # fmt: skip
+        if skip >= n_batches:  # the checkpoint was the end of that epoch
             start_epoch, skip, loss_sum, seen = start_epoch + 1, 0, 0.0, 0
 
     def checkpoint(epoch: int, step: int, finished: bool, elapsed: float = 0.0) -> None:
@@ -248,18 +252,21 @@ def train(
             with autocast(device, precision):
                 z = model(**batch).logits
             loss = nn.functional.cross_entropy(z.float(), y, weight=weights)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            group = min(accum, len(batches) - (step - 1) // accum * accum)  # batches in this optimizer step
+            (loss / group).backward()
             loss_sum += float(loss.detach()) * len(y)
             seen += len(y)
-            out.steps += 1
             epoch_tokens += sum(lengths[i] for i in idx)
             epoch_rows += len(idx)
             bar.update(1)
             bar.set_postfix(loss=f"{loss_sum / seen:.4f}", refresh=False)
+            if step % accum and step < len(batches):
+                continue  # accumulate gradients: checkpoints and budgets act at optimizer steps only
+            torch.nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            out.steps += 1
             out.budget_hit = _budget(ft, out, time.perf_counter() - started)
             if out.budget_hit:
                 break

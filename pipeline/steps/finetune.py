@@ -10,27 +10,29 @@ Writes under ``out_dir``:
 
 - ``model/``: the Hugging Face folder (weights, config, tokenizer) plus ``intent_model.json``
   (label order, ``max_length``); the same folder is logged to MLflow as a pyfunc model.
-- ``train_data.parquet``: the rows trained on (new rows, then replayed ones); the next drift
-  reference and the next run's replay pool.
+- ``train_data.parquet``: the real rows trained on (new rows, then replayed ones); the next run's
+  replay pool and the version's lineage.
+- ``augmented.parquet`` (only with ``finetune.augment_min_count``): the synthetic rows also trained on;
+  never replayed, never evaluated.
 - ``_SUCCESS``: the :class:`FinetuneResult` as JSON, written last.
 
-The row choice lives in :mod:`pipeline.data.sampling`, model surgery in
-:mod:`pipeline.modeling.surgery`, the training loop in :mod:`pipeline.modeling.loop`; this module
-reads inputs, checks that no label is lost, calls them, and writes and logs the outputs.
+The row choice lives in :mod:`pipeline.data.sampling` and :mod:`pipeline.data.augment`, model
+surgery (head growth, freezing, LoRA) in :mod:`pipeline.modeling.surgery`, the training loop in
+:mod:`pipeline.modeling.loop`, the optional hyperparameter search in :mod:`pipeline.modeling.search`;
+this module reads inputs, checks that no label is lost, calls them, and writes and logs the outputs.
 
 Retry safety: a finished ``out_dir`` is returned as recorded, without training. Otherwise everything
 is staged in a hidden sibling folder and renamed into place at the end, and each attempt opens its
 own MLflow child run, so an attempt that crashed leaves a FAILED run and no half-written folder.
+Training itself resumes: checkpoints live in ``.<out>.checkpoints`` beside the output (the cache
+for an object-store output), are kept only for the same inputs and config (a fingerprint), and are
+removed once the step has published.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import shutil
 import tempfile
-from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -41,10 +43,11 @@ from mlflow.exceptions import MlflowException
 from pipeline import paths, storage, tracking
 from pipeline.config import PipelineConfig
 from pipeline.data import sampling
+from pipeline.data.augment import for_training
 from pipeline.data.sampling import label_order, required_labels, stratified_sample
 from pipeline.errors import TrainingError
+from pipeline.modeling import checkpoints, search
 from pipeline.modeling import precision as _precision
-from pipeline.modeling import search
 from pipeline.modeling.base import resolve_base_model
 from pipeline.modeling.loop import Encoded, encode
 from pipeline.modeling.loop import train as _train  # module attribute: tests replace it
@@ -85,42 +88,6 @@ def _read_frame(uri: str, role: str) -> pd.DataFrame:
     return df
 
 
-def checkpoint_dir(out_dir: str) -> Path:
-    """Where a fine-tune's checkpoints live between attempts: beside the step's folder when it is
-    local (``.finetune.checkpoints``), else in this machine's cache; removed when the step succeeds."""
-    if paths.is_local(out_dir):
-        final = Path(local_path(out_dir))
-        return final.parent / f".{final.name}.checkpoints"
-    return paths.cache_root() / "checkpoints" / hashlib.sha256(str(out_dir).encode()).hexdigest()[:16]
-
-
-def _checkpoint_for(out_dir: str, fingerprint: str) -> Path:
-    """The checkpoint folder for this attempt: kept when an earlier attempt trained the same thing
-    (same rows, labels, start point and config), emptied otherwise."""
-    ckpt = checkpoint_dir(out_dir)
-    stamp = ckpt / "fingerprint.json"
-    if ckpt.exists():
-        try:
-            same = json.loads(stamp.read_text()).get("fingerprint") == fingerprint
-        except (OSError, ValueError):
-            same = False
-        if not same:
-            log.warning("finetune: discarding checkpoints in %s: they belong to other inputs or config", ckpt)
-            shutil.rmtree(ckpt, ignore_errors=True)
-    ckpt.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(json.dumps({"fingerprint": fingerprint}))
-    return ckpt
-
-
-def _fingerprint(ft: Any, train: pd.DataFrame, val: pd.DataFrame, labels: list[str], start: str) -> str:
-    h = hashlib.sha256()
-    for part in (ft.model_dump_json(), start, json.dumps(labels)):
-        h.update(part.encode())
-    for df in (train, val):
-        h.update(pd.util.hash_pandas_object(df[["text", "label"]], index=False).to_numpy().tobytes())
-    return h.hexdigest()
-
-
 def _temperature(model: Any, val: Encoded, batch_size: int, pad_id: int, device: str, precision: str) -> float:
     """The softmax temperature that calibrates the model's confidences on the validation split
     (fine-tuning makes a classifier overconfident; served confidences and the gate's ECE guardrail
@@ -150,29 +117,6 @@ def _start(ft: Any, start_dir: str, labels: list[str], warm_from: str | None) ->
         lora={"r": ft.lora_r, "alpha": ft.lora_alpha, "dropout": ft.lora_dropout, "targets": ft.lora_targets},
     )
     return tokenizer, model, new_head_rows, frozen
-
-
-def _augment(cfg: PipelineConfig, train: pd.DataFrame) -> pd.DataFrame:
-    """Synthetic rows for labels under ``finetune.augment_min_count`` (:mod:`pipeline.data.augment`),
-    cleaned like ingest's rows (templates and translations come from outside the curated store)."""
-    from pipeline.data import augment
-    from pipeline.data.pii import custom_kinds
-    from pipeline.data.text import clean_text
-
-    ft = cfg.finetune
-    if not ft.augment_min_count:
-        return train.iloc[0:0]
-    templates = augment.read_templates(ft.augment_templates) if ft.augment_templates else None
-    hook = augment.load_hook(ft.augment_back_translation) if ft.augment_back_translation else None
-    aug = augment.augment(train, min_count=ft.augment_min_count, seed=ft.seed, templates=templates, back_translate=hook)
-    if len(aug):
-        extra = custom_kinds(cfg.ingest.pii_patterns)
-        scrub, chars = cfg.ingest.scrub_pii, cfg.ingest.max_text_chars
-        aug["text"] = [clean_text(t, max_chars=chars, scrub=scrub, extra=extra)[0] for t in aug["text"]]
-        aug = aug[aug["text"].str.strip() != ""].drop_duplicates("text").reset_index(drop=True)
-        log.info("augmentation: %d synthetic row(s) for labels under %d rows %s", len(aug), ft.augment_min_count,
-                 augment.counts_by_method(aug))  # fmt: skip
-    return aug
 
 
 def _read_replay(uris: tuple[str, ...]) -> pd.DataFrame:
@@ -246,7 +190,7 @@ def run(
     )
     if replay_rows:
         log.info("replay: %d rows from %s", replay_rows, ", ".join(replay_uris))
-    augmented = _augment(cfg, train)
+    augmented = for_training(cfg, train)
     if train["label"].nunique() < 2:
         raise TrainingError(
             f"finetune: the training rows of {train_uri} hold {train['label'].nunique()} label(s) "
@@ -338,7 +282,9 @@ def run(
 
             pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
             val_encoded = encode(tokenizer, val, label_index, ft.max_length)
-            ckpt = _checkpoint_for(final, _fingerprint(ft, fit_rows, val, labels, warm_from or start_dir))
+            ckpt = checkpoints.prepare(
+                final, checkpoints.fingerprint(ft, fit_rows, val, labels, warm_from or start_dir)
+            )
             outcome = _train(
                 model,
                 encode(tokenizer, fit_rows, label_index, ft.max_length),
@@ -416,7 +362,7 @@ def run(
                 augmented_rows=len(augmented),
             )
             storage.write_done(stage, result)
-        shutil.rmtree(checkpoint_dir(final), ignore_errors=True)  # published: a retry returns the result
+        checkpoints.remove(final)  # published: a retry returns the result
     finally:
         if ft.num_threads:
             torch.set_num_threads(previous_threads)

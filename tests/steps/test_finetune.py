@@ -633,3 +633,14 @@ def test_engine_errors_are_one_line(fcfg, data, tmp_path: Path) -> None:
     one_line(r"label map of models:/.* does not match the champion's labels: .*output 0 is 'refund_request'", cfg,
              data, init_model_uri=uri)  # fmt: skip
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("scheduler", ["cosine_with_restarts", "polynomial"])
+def test_gradient_accumulation_counts_optimizer_steps_and_every_schedule_runs(
+    fcfg, data, tmp_path: Path, scheduler
+) -> None:
+    cfg = fcfg(epochs=2, gradient_accumulation_steps=2, lr_scheduler=scheduler, early_stopping_patience=2)
+    result = _run(cfg, data, tmp_path / "out", f"p-accum-{scheduler}")
+    run = _client(cfg).get_run(result.mlflow_run_id)
+    assert run.data.metrics["train_steps"] == 2 * 3  # 90 rows / 16 = 6 batches = 3 optimizer steps per epoch
+    assert run.data.params["lr_scheduler"] == scheduler and result.epochs_run == 2
