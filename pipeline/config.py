@@ -1,7 +1,8 @@
 """Typed configuration: one frozen root ``PipelineConfig`` with a section per step.
 
 Sources, lowest to highest priority: the typed field defaults (the section models in
-:mod:`pipeline.config_sections`, the one place defaults live;
+:mod:`pipeline.config_sections` and its siblings ``config_ingest``, ``config_finetune`` and
+``config_online``, the one place defaults live;
 the README's table is generated from them), the YAML file (``RETRAIN_CONFIG`` or
 ``configs/default.yaml``, which holds no values of its own) layered over them key by key, then
 ``RETRAIN_*`` environment variables with ``__`` between levels
@@ -22,6 +23,7 @@ import yaml
 from pydantic import AliasChoices, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from pipeline.config_finetune import FinetuneConfig
 from pipeline.config_ingest import (  # noqa: F401  (re-exported)
     ColumnMap,
     FeedbackSource,
@@ -37,7 +39,6 @@ from pipeline.config_sections import (  # noqa: F401  (re-exported: import secti
     GATE_KEYS,
     DriftConfig,
     EvaluateConfig,
-    FinetuneConfig,
     PolicyConfig,
     RegisterConfig,
     ScheduleConfig,

@@ -59,7 +59,7 @@ def test_every_component_of_the_stack_is_there() -> None:
 
 
 def test_the_training_queue_is_the_one_finetune_uses() -> None:
-    from pipeline.config_sections import FinetuneConfig
+    from pipeline.config import FinetuneConfig
 
     queue = FinetuneConfig().queue
     assert SERVICES["airflow-worker-training"]["command"][3] == queue
