@@ -135,7 +135,6 @@ def fresh(labels: list[str], start: str | None = None) -> tuple[Any, Any]:
 
 
 def run_trainer(data: dict[str, pd.DataFrame], labels: list[str], tuned: bool, tmp: str) -> dict[str, Any]:
-    import torch
     from datasets import Dataset
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
@@ -161,7 +160,6 @@ def run_trainer(data: dict[str, pd.DataFrame], labels: list[str], tuned: bool, t
     trainer.train()
     wall = time.perf_counter() - t0
     n_all, _ = encoder_params(model)
-    torch.set_grad_enabled(True)
     return {"wall_s": wall, "tokens": real * EPOCHS, "flops": model_flops(real * EPOCHS, n_all, n_all, False),
             "val_macro_f1": val_macro_f1(model, tok, data["val"], labels), "precision": "bf16" if bf16 else "fp32"}  # fmt: skip
 

@@ -40,6 +40,7 @@ from torch import nn
 from tqdm import tqdm
 
 from pipeline.config import FinetuneConfig
+from pipeline.modeling import inference
 from pipeline.modeling.batching import collate, epoch_batches, padding_ratio
 from pipeline.modeling.precision import autocast
 from pipeline.modeling.surgery import is_head
@@ -90,8 +91,6 @@ def logits(
 ) -> np.ndarray:
     """Logits (rows × classes, float64) per row, through the one inference path
     (:mod:`pipeline.modeling.inference`: length-sorted batches, inference_mode, bf16 where asked)."""
-    from pipeline.modeling import inference
-
     return inference.logits(model, data.ids, batch_size=batch_size, pad_id=pad_id, device=device, precision=precision)
 
 

@@ -169,3 +169,8 @@ def test_the_inference_path_returns_rows_in_input_order_as_if_each_ran_alone(tin
     z, emb = inference.logits_and_embeddings(model, ids, batch_size=2, pad_id=tok.pad_token_id, device="cpu")
     np.testing.assert_allclose(z, alone, atol=1e-5)
     assert emb.shape == (4, model.config.hidden_size) and np.isfinite(emb).all()
+    from pipeline.modeling.precision import bf16_supported
+
+    if bf16_supported("cpu"):  # the bf16 path really runs in bf16: close to fp32, not equal to it
+        bf16 = inference.logits(model, ids, batch_size=3, pad_id=tok.pad_token_id, device="cpu", precision="bf16")
+        assert not np.array_equal(bf16, batched) and np.allclose(bf16, batched, atol=0.1)
