@@ -101,7 +101,13 @@ def served_f1(cfg, window: pd.DataFrame, model_uri: str | None = None) -> float:
 
 
 def run_strategy(
-    name: str, wins: list, labels: tuple[str, ...], root: Path, floor: float, gate: dict | None = None
+    name: str,
+    wins: list,
+    labels: tuple[str, ...],
+    root: Path,
+    floor: float,
+    gate: dict | None = None,
+    policy: dict | None = None,
 ) -> dict:
     from pipeline import flow, promotion, registry
     from pipeline.config import load_config
@@ -115,6 +121,7 @@ def run_strategy(
         # categories die out in HuffPost: one row of a known class must not fail its whole window
         validate={"labels": list(labels), "new_labels": "accept", "max_duplicate_share": 0.5, "min_rows_per_class": 1},
         evaluate={"first_model_min_macro_f1": floor, **(gate or {})},
+        policy=policy or {},
     )
     rows_trained, seconds, f1s, decisions, promoted_rows = 0, 0.0, [], [], 0
     changes: list[float] = []  # per champion change: new champion's next-window F1 minus its predecessor's
@@ -149,6 +156,12 @@ def run_strategy(
             )
             if out.get("decision"):
                 print(f"[{name}] {end} policy: {out['decision'].get('summary', '')}", file=sys.stderr)
+            h = ((out.get("drift") or {}).get("performance") or {}).get("headroom")
+            if h:  # every view of the headroom, against what the retrain then did (for choosing the policy's view)
+                views = {"acc": (h["gain"], h["low"], h["high"]), "f1": h.get("f1"), "win_acc": h.get("window"),
+                         "win_f1": h.get("window_f1")}  # fmt: skip
+                print(f"[{name}] {end} headroom: " + "; ".join(
+                    f"{k} {v[0]:+.3f} [{v[1]:+.3f}, {v[2]:+.3f}]" for k, v in views.items() if v), file=sys.stderr)  # fmt: skip
             for key in ("reassess", "evaluate"):  # why the gate held a challenger back, for the log
                 ev = out.get(key) or {}
                 ev = ev.get("evaluate", ev)
@@ -181,6 +194,7 @@ def main() -> int:
     ap.add_argument("--strategies", default="policy,always,always_promote,never", help="comma-separated")
     ap.add_argument("--max-windows", type=int, default=0, help="only the first N windows (0: all)")
     ap.add_argument("--evaluate", default="", help="gate overrides, KEY=VALUE,... (e.g. ece_margin=0.1)")
+    ap.add_argument("--policy", default="", help="drift-policy overrides, KEY=VALUE,... (e.g. headroom_rule=shown)")
     ap.add_argument("--tag", default="", help="suffix of the results file")
     a = ap.parse_args()
     if not SHARED.is_dir():
@@ -190,8 +204,9 @@ def main() -> int:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     t0 = time.time()
     gate = {k: float(v) for k, v in (kv.split("=", 1) for kv in a.evaluate.split(",") if kv)}
+    pol: dict = dict(kv.split("=", 1) for kv in a.policy.split(",") if kv)  # pydantic parses the strings
     md = [f"# Real data through the real loop\n\n`python benchmarks/drift_replay.py --dataset {a.dataset} --max-rows "
-          f"{a.max_rows} --strategies {a.strategies} --max-windows {a.max_windows} --evaluate '{a.evaluate}' --tag '{a.tag}'` on {platform.machine()}, fine-tune {FINETUNE}, first-model floor {FIRST_MODEL_FLOOR}.\n"]  # fmt: skip
+          f"{a.max_rows} --strategies {a.strategies} --max-windows {a.max_windows} --evaluate '{a.evaluate}' --policy '{a.policy}' --tag '{a.tag}'` on {platform.machine()}, fine-tune {FINETUNE}, first-model floor {FIRST_MODEL_FLOOR}.\n"]  # fmt: skip
     datasets = {"semeval": semeval, "huffpost": huffpost}
     chosen = list(datasets) if a.dataset == "all" else [a.dataset]
     results = {}
@@ -200,7 +215,7 @@ def main() -> int:
         wins = wins[: a.max_windows] if a.max_windows else wins
         with tempfile.TemporaryDirectory(prefix=f"replay-{ds}-") as tmp:
             res = {
-                s: run_strategy(s, wins, labels, Path(tmp), FIRST_MODEL_FLOOR[ds], gate)
+                s: run_strategy(s, wins, labels, Path(tmp), FIRST_MODEL_FLOOR[ds], gate, pol)
                 for s in a.strategies.split(",")
             }
         if "always" in res:

@@ -192,14 +192,33 @@ class PolicyConfig(Section):
     )
 
     min_headroom: float | None = Field(
-        0.0,
+        0.02,
         ge=-1,
         le=1,
         description=(
-            "Performance and distribution drift retrain only while a gain is not ruled out: a linear probe "
-            "that saw the labelled window, against the champion on rows it did not see (CI high >= this); "
-            "null: off."
+            "Performance and distribution drift retrain only when the labelled window's headroom (a linear "
+            "probe that saw the window, on rows it did not see) carries the burden headroom_rule sets for a "
+            "gain of this size (default: the gate's min_effect); null: off."
         ),
+    )
+    headroom_rule: Literal["not_ruled_out", "shown", "adaptive"] = Field(
+        "adaptive",
+        description=(
+            "not_ruled_out: veto a drift retrain when the headroom's CI high is below min_headroom; shown: "
+            "retrain only when its CI low reaches min_headroom; adaptive: not_ruled_out while the last "
+            "retrain's model is the champion, shown after its challenger was not promoted."
+        ),
+    )
+    headroom_basis: Literal["champion", "window"] = Field(
+        "champion",
+        description=(
+            "The probe that saw the window against the champion, or against a probe fitted on the reference "
+            "alone (what the window's rows add; the probe's own edge over the champion's head cancels)."
+        ),
+    )
+    headroom_metric: Literal["accuracy", "macro_f1"] = Field(
+        "macro_f1",
+        description="The headroom's metric: macro-F1 (paired bootstrap CI; the gate's default) or accuracy (normal CI).",
     )
 
     @model_validator(mode="after")

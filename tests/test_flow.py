@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from pipeline import flow
@@ -170,3 +172,21 @@ def test_the_seasonal_reference_is_last_cycles_windows_of_the_same_season(make_c
     assert refs.seasonal_uris == tuple(files[:2])
     assert refs.seasonal_name == "06-01 (2024-06-01..2024-08-31)"
     assert monitor.references(cfg, CHAMP, "2025-04-01").seasonal_uris == ()  # no spring last year
+
+
+def test_the_policy_reads_the_configured_view_of_the_recorded_headroom(make_cfg) -> None:
+    from pipeline.monitoring import monitor
+
+    h = {"gain": 0.05, "low": 0.03, "high": 0.07, "f1": [0.01, -0.01, 0.03], "window": [0.0, -0.02, 0.02]}
+    assert monitor.headroom_view(h, "champion", "accuracy") == (0.05, 0.03, 0.07)
+    assert monitor.headroom_view(h, "champion", "macro_f1") == (0.01, -0.01, 0.03)
+    assert monitor.headroom_view(h, "window", "accuracy") == (0.0, -0.02, 0.02)
+    assert all(v != v for v in monitor.headroom_view(h, "window", "macro_f1"))  # not recorded: NaN, no veto
+    assert monitor.headroom_view(None, "window", "macro_f1") is None
+    cfg = make_cfg(policy={"headroom_basis": "window", "headroom_metric": "macro_f1", "headroom_rule": "shown"})
+    dr = _drift(False, 0.8)
+    dr = dataclasses.replace(dr, performance={**dr.performance, "headroom": {**h, "window_f1": [0.04, 0.02, 0.06]}})
+    check = monitor.check_input(cfg, _plan(), dr, CHAMP, [])
+    assert check.performance is not None and check.performance.headroom == (0.04, 0.02, 0.06)
+    assert check.performance.headroom_view == "macro_f1 vs a probe without the window"
+    assert monitor.rules(cfg).headroom_rule == "shown"

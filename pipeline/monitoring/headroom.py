@@ -14,6 +14,17 @@ to help, whatever the drift.
 Pure: arrays in, numbers out (scikit-learn's logistic regression; no files, no model loading).
 The policy (:mod:`pipeline.monitoring.policy`) reads it: drift-started retrains wait while the CI's
 upper end is below ``policy.min_headroom``.
+
+Two views of the same cross-fitted probes, each in accuracy and in macro-F1 (the gate's metric; a
+paired bootstrap CI):
+
+- **against the champion** (``gain``/``f1``): a model that saw the window vs the model in service.
+  It also counts what the probe does better than the champion's head without the window (a
+  refitted head on more rows), so it reads a little high even where the window adds nothing.
+- **what the window adds** (``window``/``window_f1``): the same probe against a probe fitted on the
+  reference rows alone, on the same held-out window rows. Only the window's rows differ between the
+  two, so the probe's own advantage cancels: positive means the new rows teach something the old
+  ones did not (a learnable shift), near zero means the window is different but not new to learn.
 """
 
 from __future__ import annotations
@@ -21,6 +32,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import stats as sps
@@ -35,6 +47,23 @@ class Headroom:
     n: int
     champion_accuracy: float
     probe_accuracy: float
+    f1: tuple[float, float, float] = (math.nan, math.nan, math.nan)  # macro-F1 gain vs the champion (gain, low, high)
+    window: tuple[float, float, float] = (
+        math.nan,
+        math.nan,
+        math.nan,
+    )  # accuracy: probe that saw it − one that did not
+    window_f1: tuple[float, float, float] = (math.nan, math.nan, math.nan)  # the same in macro-F1
+
+    def view(self, basis: str, metric: str) -> tuple[float, float, float]:
+        """(gain, CI low, CI high) of one view: ``basis`` champion|window, ``metric`` accuracy|macro_f1."""
+        views = {
+            ("champion", "accuracy"): (self.gain, self.low, self.high),
+            ("champion", "macro_f1"): self.f1,
+            ("window", "accuracy"): self.window,
+            ("window", "macro_f1"): self.window_f1,
+        }
+        return views[(basis, metric)]
 
 
 def estimate(
@@ -52,27 +81,54 @@ def estimate(
     """The headroom of the window (``current`` embeddings, labels and the champion's predictions)
     given the reference rows; None when a side has fewer than ``min_rows`` rows, or the training
     rows have fewer than two labels."""
-    from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import KFold
 
     y_cur, y_ref = np.asarray(current_labels).astype(str), np.asarray(reference_labels).astype(str)
     if len(y_cur) < min_rows or len(y_ref) < min_rows or len(set(y_ref) | set(y_cur)) < 2:
         return None
     x_cur, x_ref = _scale(np.asarray(current, dtype=float)), _scale(np.asarray(reference, dtype=float))
-    champion_right = np.asarray(champion_pred).astype(str) == y_cur
-    probe_right = np.zeros(len(y_cur), dtype=bool)
+    champion = np.asarray(champion_pred).astype(str)
+    probe = np.empty(len(y_cur), dtype=object)  # the probe that saw the other folds of the window
+    blind = _fit(x_ref, y_ref).predict(x_cur).astype(str)  # the probe that saw the reference only
     for train, test in KFold(n_splits=folds, shuffle=True, random_state=seed).split(x_cur):
-        x, y = np.vstack([x_ref, x_cur[train]]), np.concatenate([y_ref, y_cur[train]])
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # convergence warnings on small folds: the estimate is what it is
-            probe = LogisticRegression(max_iter=300).fit(x, y)
-        probe_right[test] = probe.predict(x_cur[test]) == y_cur[test]
-    d = probe_right.astype(float) - champion_right.astype(float)
-    n = len(d)
-    se = float(np.std(d, ddof=1) / math.sqrt(n))
+        fitted = _fit(np.vstack([x_ref, x_cur[train]]), np.concatenate([y_ref, y_cur[train]]))
+        probe[test] = fitted.predict(x_cur[test])
+    probe = probe.astype(str)
+    gain, se, low, high = _paired_accuracy(y_cur, champion, probe, confidence)
+    w_gain, _, w_low, w_high = _paired_accuracy(y_cur, blind, probe, confidence)
+    return Headroom(
+        gain, se, low, high, len(y_cur), float(np.mean(champion == y_cur)), float(np.mean(probe == y_cur)),
+        f1=_paired_f1(y_cur, champion, probe, confidence, seed),
+        window=(w_gain, w_low, w_high),
+        window_f1=_paired_f1(y_cur, blind, probe, confidence, seed),
+    )  # fmt: skip
+
+
+def _fit(x: np.ndarray, y: np.ndarray) -> Any:
+    from sklearn.linear_model import LogisticRegression
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # convergence warnings on small folds: the estimate is what it is
+        return LogisticRegression(max_iter=300).fit(x, y)
+
+
+def _paired_accuracy(
+    y: np.ndarray, a: np.ndarray, b: np.ndarray, confidence: float
+) -> tuple[float, float, float, float]:
+    """accuracy(b) − accuracy(a) on the same rows: (gain, se, low, high), normal CI on the paired differences."""
+    d = (b == y).astype(float) - (a == y).astype(float)
+    se = float(np.std(d, ddof=1) / math.sqrt(len(d)))
     z = float(sps.norm.isf((1 - confidence) / 2))
     gain = float(d.mean())
-    return Headroom(gain, se, gain - z * se, gain + z * se, n, float(champion_right.mean()), float(probe_right.mean()))
+    return gain, se, gain - z * se, gain + z * se
+
+
+def _paired_f1(y: np.ndarray, a: np.ndarray, b: np.ndarray, confidence: float, seed: int) -> tuple[float, float, float]:
+    """macro-F1(b) − macro-F1(a) on the same rows, with its paired percentile-bootstrap CI."""
+    from pipeline.stats.paired import paired_bootstrap_diff
+
+    r = paired_bootstrap_diff(y, a, b, metric="macro_f1", n_resamples=400, seed=seed, confidence=confidence)
+    return r.diff, r.ci_low, r.ci_high
 
 
 def _scale(x: np.ndarray) -> np.ndarray:

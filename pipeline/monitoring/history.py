@@ -90,7 +90,7 @@ class Row:
     def past(self) -> PastRecord:
         day = date.fromisoformat(self.window_end)
         if self.kind == "retrain":
-            return PastRecord(day, "retrain", tuple(self.signals_on), self.retrain)
+            return PastRecord(day, "retrain", tuple(self.signals_on), self.retrain, self.model_version)
         return PastRecord(day, "check", tuple(self.signals_on), self.retrain)
 
 

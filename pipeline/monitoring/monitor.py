@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
@@ -57,6 +58,7 @@ def rules(cfg: PipelineConfig) -> policy.Rules:
         on_new_label=p.retrain_on_new_label,
         performance_veto=p.performance_veto,
         min_headroom=p.min_headroom,
+        headroom_rule=p.headroom_rule,
     )
 
 
@@ -124,6 +126,18 @@ def _recent_accuracy(rows: list[history.Row], champ: ChampionInfo, n: int) -> fl
     return sum(vals) / len(vals) if vals else None
 
 
+def headroom_view(h: dict[str, Any] | None, basis: str, metric: str) -> tuple[float, float, float] | None:
+    """The recorded headroom's (gain, low, high) in one view; None when it was not measured. A record
+    written before a view existed lacks it: NaNs, which the policy reads as not measured."""
+    if not h:
+        return None
+    if (basis, metric) == ("champion", "accuracy"):
+        return float(h["gain"]), float(h["low"]), float(h["high"])
+    key = {("champion", "macro_f1"): "f1", ("window", "accuracy"): "window", ("window", "macro_f1"): "window_f1"}
+    g, lo, hi = h.get(key[(basis, metric)]) or (math.nan, math.nan, math.nan)
+    return float(g), float(lo), float(hi)
+
+
 def check_input(
     cfg: PipelineConfig, plan: Any, dr: DriftResult, champ: ChampionInfo, past: list[history.Row]
 ) -> policy.CheckInput:
@@ -131,10 +145,11 @@ def check_input(
     recent = _recent_accuracy(past, champ, cfg.policy.recent_windows)
     if dr.performance:
         p = dr.performance
-        h = p.get("headroom")
         perf = policy.PerformanceCheck(
             p["accuracy"], p["accuracy_low"], p["accuracy_high"], champ.accuracy, recent,
-            headroom=None if not h else (h["gain"], h["low"], h["high"]),
+            headroom=headroom_view(p.get("headroom"), cfg.policy.headroom_basis, cfg.policy.headroom_metric),
+            headroom_view=f"{cfg.policy.headroom_metric} vs "
+            + ("the champion" if cfg.policy.headroom_basis == "champion" else "a probe without the window"),
         )  # fmt: skip
     elif dr.estimate:
         e = dr.estimate
@@ -151,6 +166,7 @@ def check_input(
         tests=as_tests(dr.tests.get(dr.reference_used, {})) if dr.has_reference else (),
         performance=perf,
         new_labels=tuple(dr.new_labels) if accepting else (),
+        champion_version=champ.version,
     )
 
 

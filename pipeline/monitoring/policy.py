@@ -23,11 +23,18 @@ Rules, each reported with its signal, value, threshold and whether it fired:
   is reported, not retrained on. A wide CI (a small window) proves nothing, so it vetoes nothing;
   a CBPE estimate never vetoes. New labels, season starts and performance drops are not vetoed.
 - ``no_headroom`` (a veto on ``performance_drop`` and ``distribution_drift``, ``min_headroom``):
-  when the labelled window's headroom (:mod:`pipeline.monitoring.headroom`: a probe that saw the
-  window against the champion, on rows the probe did not see) has its CI's upper end below
-  ``min_headroom``, a retrain on this window is not expected to beat the champion: the drift is
-  reported, not retrained on (a harder season is not a reason to spend compute). No headroom
-  measured (no labels, too few rows): no veto.
+  the labelled window's headroom (:mod:`pipeline.monitoring.headroom`: a probe that saw the window,
+  on rows it did not see, against the champion or against a probe that did not see the window) says
+  whether a retrain on this window can be expected to help. ``headroom_rule`` sets the burden of
+  proof: ``not_ruled_out`` vetoes when the CI's upper end is below ``min_headroom`` (a gain is ruled
+  out); ``shown`` retrains only when the CI's lower end reaches ``min_headroom`` (a gain of that size
+  is shown: compute goes where the gate can be expected to promote); ``adaptive`` asks for
+  ``not_ruled_out`` while the latest retrain's model is the champion, and for ``shown`` once a
+  retrain's challenger was not promoted (rejected, or still standing): the drift the policy just
+  answered without success fires again only with evidence that another retrain would do better.
+  A promoted retrain (or a champion moved by a standing challenger's promotion) lowers the bar
+  again. Either way the drift is reported, not retrained on (a harder season is not a reason to
+  spend compute). No headroom measured (no labels, too few rows): no veto.
 
 Guards: after a retrain (promoted or not, the reference moves to the window it answered), the
 drift rules (performance, distribution, new label) are suppressed for ``cooldown_days``; an
@@ -71,6 +78,7 @@ class PerformanceCheck:
     estimated: bool = False  # CBPE: no labels, no CI
     metric: str = "accuracy"
     headroom: tuple[float, float, float] | None = None  # (gain, CI low, CI high) of a model that saw the window
+    headroom_view: str = "accuracy vs the champion"  # what the headroom compares, for the reasons
 
 
 @dataclass(frozen=True)
@@ -83,6 +91,7 @@ class CheckInput:
     tests: tuple[SignalTest, ...] = ()
     performance: PerformanceCheck | None = None
     new_labels: tuple[str, ...] = ()
+    champion_version: str | None = None  # the model in service (adaptive headroom: did the last retrain win?)
 
 
 @dataclass(frozen=True)
@@ -91,6 +100,7 @@ class PastRecord:
     kind: Literal["check", "retrain"]
     signals_on: tuple[str, ...] = ()
     retrain: bool = False
+    model_version: str | None = None  # a retrain's challenger (None: unknown, or no version registered)
 
 
 @dataclass(frozen=True)
@@ -107,7 +117,8 @@ class Rules:
     on_season_start: bool = True
     on_new_label: bool = True
     performance_veto: bool = True
-    min_headroom: float | None = 0.0
+    min_headroom: float | None = 0.02
+    headroom_rule: Literal["not_ruled_out", "shown", "adaptive"] = "adaptive"
 
 
 @dataclass(frozen=True)
@@ -204,19 +215,45 @@ def performance_holds(perf: PerformanceCheck | None, rules: Rules) -> tuple[bool
     )
 
 
-def no_headroom(perf: PerformanceCheck | None, rules: Rules) -> tuple[bool, Reason | None]:
-    """True when the window's headroom CI lies below ``min_headroom``: a retrain is not expected to help."""
+def burden(rules: Rules, check: CheckInput, last_retrain: PastRecord | None) -> tuple[str, str]:
+    """The headroom's burden of proof at this check, ``not_ruled_out`` or ``shown``, and why."""
+    if rules.headroom_rule != "adaptive":
+        return rules.headroom_rule, f"headroom_rule {rules.headroom_rule}"
+    if last_retrain is None or last_retrain.model_version is None or check.champion_version is None:
+        return "not_ruled_out", "adaptive: no retrain since the reference to learn from"
+    if last_retrain.model_version == check.champion_version:
+        return "not_ruled_out", f"adaptive: the last retrain's version {last_retrain.model_version} is the champion"
+    return "shown", (
+        f"adaptive: the last retrain's version {last_retrain.model_version} was not promoted "
+        f"(champion {check.champion_version}), so another retrain must be shown to help"
+    )
+
+
+def no_headroom(
+    perf: PerformanceCheck | None, rules: Rules, mode: tuple[str, str] = ("not_ruled_out", "")
+) -> tuple[bool, Reason | None]:
+    """True when the window's headroom does not carry the burden ``mode`` sets (:func:`burden`): its CI
+    lies below ``min_headroom`` (``not_ruled_out``), or does not reach it (``shown``)."""
     if rules.min_headroom is None or perf is None or perf.headroom is None:
         return False, None
     gain, low, high = perf.headroom
-    vetoed = high < rules.min_headroom
+    if not all(math.isfinite(v) for v in perf.headroom):
+        return False, None  # this view was not measured (a record from before it existed): no veto
+    shown = mode[0] == "shown"
+    vetoed = low < rules.min_headroom if shown else high < rules.min_headroom
+    need = (
+        f"CI low must reach {rules.min_headroom:+.3f} (a gain shown)"
+        if shown
+        else f"CI high must reach {rules.min_headroom:+.3f} (a gain not ruled out)"
+    )
     return vetoed, Reason(
         "headroom",
         gain,
         rules.min_headroom,
-        f"a model that saw the window vs the champion: {gain:+.3f} (CI [{low:+.3f}, {high:+.3f}]) vs "
-        f"min_headroom {rules.min_headroom:+.3f}: "
-        + ("a retrain is not expected to help, drift alone does not retrain" if vetoed else "a gain is not ruled out"),
+        f"a model that saw the window, {perf.headroom_view}: {gain:+.3f} (CI [{low:+.3f}, {high:+.3f}]); {need}"
+        + (f" ({mode[1]})" if mode[1] else "")
+        + ": "
+        + ("a retrain is not expected to help, drift alone does not retrain" if vetoed else "a gain is in reach"),
         vetoed,
     )
 
@@ -249,7 +286,7 @@ def decide(check: CheckInput, history: Sequence[PastRecord], rules: Rules) -> De
     ]
     dist_signal = bool(on) and (persisting >= rules.persist_k or bool(strong))
     holds, holds_reason = performance_holds(check.performance, rules)
-    flat, flat_reason = no_headroom(check.performance, rules)
+    flat, flat_reason = no_headroom(check.performance, rules, burden(rules, check, last_retrain))
     dist_hit = dist_signal and not holds and not flat
     perf_vetoed = perf_hit and flat
     perf_hit = perf_hit and not flat
@@ -325,6 +362,14 @@ def summarize(check: CheckInput, d: Decision) -> str:
     head = ("RETRAIN" if d.retrain else "no retrain") + f" ({d.rule})"
     if d.suppressed_by:
         head += f", held back by {d.suppressed_by}"
+    held = any(
+        (r.signal == "distribution_drift" and "vetoed: no headroom" in r.rule)
+        or (r.signal == "performance_drop" and "vetoed" in r.rule)
+        for r in d.reasons
+    )
+    if held and not d.retrain:
+        shown = any(r.signal == "headroom" and "CI low must reach" in r.rule for r in d.reasons)
+        head += ", drift held back: " + ("a gain is not shown" if shown else "a gain is ruled out") + " by the headroom"
     parts = []
     for t in check.tests:
         parts.append(f"{t.signal} p={t.p_value:.3g} effect={t.effect:.3g}{'*' if t.signal in d.signals_on else ''}")
@@ -334,7 +379,9 @@ def summarize(check: CheckInput, d: Decision) -> str:
         ci = "est." if p.estimated else f"[{p.low:.3f}, {p.high:.3f}]"
         parts.append(f"{p.metric} {p.value:.3f} {ci} vs {base}")
         if p.headroom is not None:
-            parts.append(f"headroom {p.headroom[0]:+.3f} [{p.headroom[1]:+.3f}, {p.headroom[2]:+.3f}]")
+            parts.append(
+                f"headroom ({p.headroom_view}) {p.headroom[0]:+.3f} [{p.headroom[1]:+.3f}, {p.headroom[2]:+.3f}]"
+            )
     if check.new_labels:
         parts.append("new labels " + ",".join(check.new_labels))
     return f"{check.day.isoformat()}: {head}" + (": " + "; ".join(parts) if parts else "")

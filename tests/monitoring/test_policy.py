@@ -145,7 +145,7 @@ def test_drift_retrains_only_while_a_gain_is_not_ruled_out_by_the_headroom():
     assert not d.retrain and d.rule == "none"
     assert any(r.signal == "headroom" and r.fired for r in d.reasons)
     assert any(r.signal == "performance_drop" and "vetoed" in r.rule for r in d.reasons)
-    assert "headroom -0.040" in d.summary
+    assert "headroom (accuracy vs the champion) -0.040" in d.summary
     unclear = PerformanceCheck(**drop, headroom=(-0.01, -0.04, +0.02))  # a gain is not ruled out
     assert decide(check(tests=(DRIFT,), performance=unclear), past, RULES).rule == "performance_drop"
     assert decide(check(performance=PerformanceCheck(**drop)), [], RULES).retrain  # not measured: no veto
@@ -156,3 +156,47 @@ def test_drift_retrains_only_while_a_gain_is_not_ruled_out_by_the_headroom():
     # a new label, the calendar and forced runs are never vetoed by the headroom
     assert decide(check(performance=harder, new_labels=("x",)), past, RULES).rule == "new_label"
     assert decide(check(performance=harder, trigger="schedule"), past, RULES).rule == "season_start"
+
+
+def test_the_shown_rule_retrains_only_where_the_headroom_shows_a_gain_of_min_headroom():
+    past = [PastRecord(D0 - timedelta(days=7), "check", ("text",))]
+    drop = dict(value=0.78, low=0.74, high=0.82, baseline=0.88)
+    shown = Rules(**{**RULES.__dict__, "min_headroom": 0.02, "headroom_rule": "shown"})
+    unclear = PerformanceCheck(**drop, headroom=(0.03, 0.005, 0.055), headroom_view="macro_f1 vs the champion")
+    d = decide(check(tests=(DRIFT,), performance=unclear), past, shown)
+    assert not d.retrain and any(
+        r.signal == "headroom" and r.fired and "CI low must reach" in r.rule for r in d.reasons
+    )
+    assert decide(check(tests=(DRIFT,), performance=unclear), past, RULES).retrain  # not ruled out: retrains
+    clear = PerformanceCheck(**drop, headroom=(0.07, 0.045, 0.095))
+    assert decide(check(tests=(DRIFT,), performance=clear), past, shown).rule == "performance_drop"
+    unmeasured = PerformanceCheck(**drop, headroom=(float("nan"),) * 3)  # a record from before the view existed
+    assert decide(check(tests=(DRIFT,), performance=unmeasured), past, shown).retrain
+    # the calendar, a new label and the first model are never held back by it
+    assert decide(check(performance=unclear, new_labels=("x",)), past, shown).rule == "new_label"
+    assert decide(check(performance=unclear, trigger="schedule"), past, shown).rule == "season_start"
+
+
+def test_adaptive_headroom_asks_for_a_shown_gain_only_after_a_retrain_that_lost():
+    adaptive = Rules(**{**RULES.__dict__, "min_headroom": 0.02, "headroom_rule": "adaptive"})
+    drop = dict(value=0.78, low=0.74, high=0.82, baseline=0.88)
+    unclear = PerformanceCheck(**drop, headroom=(0.01, -0.01, 0.03))  # a 2-point gain: possible, not shown
+    day = D0 + timedelta(days=30)  # past the cooldown
+
+    def past(version):
+        return [
+            PastRecord(D0, "retrain", model_version=version),
+            PastRecord(D0 + timedelta(days=20), "check", ("text",)),
+        ]
+
+    won = decide(check(day, tests=(DRIFT,), performance=unclear, champion_version="4"), past("4"), adaptive)
+    assert won.retrain and won.rule == "performance_drop"  # the last retrain is serving: benefit of the doubt
+    lost = decide(check(day, tests=(DRIFT,), performance=unclear, champion_version="3"), past("4"), adaptive)
+    assert not lost.retrain and lost.rule == "none"
+    assert "drift held back: a gain is not shown by the headroom" in lost.summary
+    why = next(r for r in lost.reasons if r.signal == "headroom")
+    assert why.fired and "version 4 was not promoted" in why.rule and "CI low must reach" in why.rule
+    clear = PerformanceCheck(**drop, headroom=(0.06, 0.03, 0.09))
+    assert decide(check(day, tests=(DRIFT,), performance=clear, champion_version="3"), past("4"), adaptive).retrain
+    # no retrain to learn from yet (only the champion's own data): not ruled out is enough
+    assert decide(check(day, tests=(DRIFT,), performance=unclear, champion_version="3"), past(None), adaptive).retrain
