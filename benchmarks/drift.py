@@ -14,7 +14,8 @@ Three parts, each printed as a table and written to ``benchmarks/results/drift.m
    started, the served model's mean macro-F1 over the checked windows, the drift points detected
    (a drift rule fired, retrained or held back by the headroom) and retrained on, and the delays
    after each drift point (every day whose intent priors or season change), for the policy, the
-   policy without the headroom, and every alarm. After a retrain the reference is the window it
+   policy without the headroom, the policy with the seasonal calendar (the product's default: a
+   season start retrains), and every alarm. After a retrain the reference is the window it
    answered, as in the product.
 2. **Real data** (``../shared/data``; skipped when absent): SemEval tweets by year and HuffPost by
    quarter, replayed window by window with the same proxy champion. Per strategy (policy,
@@ -103,16 +104,21 @@ def check(cur: pd.DataFrame, ref: pd.DataFrame, proxy: Proxy) -> tuple[dict, sta
 
 def performance(perf: stats.Performance, proxy: Proxy, cur: pd.DataFrame, ref: pd.DataFrame) -> PerformanceCheck:
     """The policy's performance input, with the headroom of the window in the configured view: a
-    probe that saw the window, on window rows it did not see. Its features are TF-IDF over the
-    reference and the window (the product's probe reads the champion's embeddings, which cover new
-    words; a vocabulary fitted on the reference alone would not)."""
+    probe that saw the window, on window rows it did not see. Its features stand in for the
+    champion's embeddings: TF-IDF over the reference and the window (embeddings cover new words; a
+    vocabulary fitted on the reference alone would not), reduced to 256 dense dimensions."""
+    from sklearn.decomposition import TruncatedSVD
     from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.pipeline import make_pipeline
 
     ref_s = ref.sample(n=min(len(ref), DCFG.model_sample_size), random_state=DCFG.seed)
-    feats = TfidfVectorizer(min_df=1, ngram_range=(1, 2)).fit(pd.concat([ref_s["text"], cur["text"]]))
+    cur = cur.sample(n=min(len(cur), DCFG.max_current_rows), random_state=DCFG.seed)
+    both = pd.concat([ref_s["text"], cur["text"]])
+    dims = min(256, len(both) - 1)
+    feats = make_pipeline(TfidfVectorizer(min_df=1, ngram_range=(1, 2)), TruncatedSVD(dims, random_state=0)).fit(both)
     h = headroom.estimate(
-        feats.transform(cur["text"]).toarray(), cur["label"].to_numpy(), proxy.model.predict(cur["text"]),
-        feats.transform(ref_s["text"]).toarray(), ref_s["label"].to_numpy(), seed=DCFG.seed,
+        feats.transform(cur["text"]), cur["label"].to_numpy(), proxy.model.predict(cur["text"]),
+        feats.transform(ref_s["text"]), ref_s["label"].to_numpy(), seed=DCFG.seed,
     )  # fmt: skip
     view = None if h is None else h.view(POLICY.headroom_basis, POLICY.headroom_metric)
     return PerformanceCheck(perf.accuracy, perf.accuracy_low, perf.accuracy_high, proxy.baseline, headroom=view)
@@ -181,7 +187,7 @@ def year(sim: pd.DataFrame, every: int = 7) -> dict:
     ]
     res = {}
     no_headroom = dataclasses.replace(RULES, min_headroom=None)  # the policy before the headroom
-    for name in ("policy", "policy_no_headroom", "every_alarm"):
+    for name in ("policy", "policy_no_headroom", "policy_calendar", "every_alarm"):
         start = date(2025, 1, 1)
         ref = sim[(sim["day"] >= start) & (sim["day"] < start + timedelta(days=28))]
         proxy, history, retrains, day = Proxy(ref), [], [], start + timedelta(days=28)
@@ -192,18 +198,21 @@ def year(sim: pd.DataFrame, every: int = 7) -> dict:
             cur = sim[(sim["day"] >= day) & (sim["day"] < day + timedelta(days=every))]
             tests, perf = check(cur, ref, proxy)
             served.append(perf.macro_f1)  # the model in service on this window, before any retrain answers it
-            if (
-                name != "every_alarm"
-            ):  # every retrain replaces the proxy here: the adaptive burden stays "not ruled out"
+            if name != "every_alarm":  # every retrain replaces the proxy: the adaptive burden stays "not ruled out"
+                # policy_calendar: the product's default, where the seasonal timetable also starts a run at
+                # each season start (here: a weekly window holding one)
+                season = name == "policy_calendar" and any(
+                    season_of(day + timedelta(days=k)) != season_of(day + timedelta(days=k - 1)) for k in range(every)
+                )
                 ci = CheckInput(
-                    day=day, tests=as_tests(tests),
+                    day=day, tests=as_tests(tests), season_start=season,
                     performance=performance(perf, proxy, cur, ref),
                 )  # fmt: skip
                 d = decide(ci, history, RULES if name == "policy" else no_headroom)
                 history.append(PastRecord(day, "check", d.signals_on, d.retrain))
                 go = d.retrain
                 why[d.rule] += d.retrain
-                if detected(d):
+                if detected(d) or d.rule == "season_start":
                     detections.append(day)
             else:
                 go = old_alarm(tests)
