@@ -12,15 +12,16 @@ shift, or an undertrained champion); clearly negative: retraining on this window
 to help, whatever the drift.
 
 Pure: arrays in, numbers out (scikit-learn's logistic regression; no files, no model loading).
-The policy (:mod:`pipeline.monitoring.policy`) reads it: drift-started retrains wait while the CI's
-upper end is below ``policy.min_headroom``.
+The policy (:mod:`pipeline.monitoring.policy`) reads one view of it: drift-started retrains need
+its CI to reach ``policy.min_headroom`` in the way ``policy.headroom_rule`` asks.
 
 Two views of the same cross-fitted probes, each in accuracy and in macro-F1 (the gate's metric; a
 paired bootstrap CI):
 
 - **against the champion** (``gain``/``f1``): a model that saw the window vs the model in service.
-  It also counts what the probe does better than the champion's head without the window (a
-  refitted head on more rows), so it reads a little high even where the window adds nothing.
+  It also counts how the probe itself compares with the champion's head (a linear head refitted
+  on other rows): a little high where the champion is undertrained, low on many rare classes,
+  which a linear probe learns worse than a fine-tuned head.
 - **what the window adds** (``window``/``window_f1``): the same probe against a probe fitted on the
   reference rows alone, on the same held-out window rows. Only the window's rows differ between the
   two, so the probe's own advantage cancels: positive means the new rows teach something the old
@@ -48,11 +49,7 @@ class Headroom:
     champion_accuracy: float
     probe_accuracy: float
     f1: tuple[float, float, float] = (math.nan, math.nan, math.nan)  # macro-F1 gain vs the champion (gain, low, high)
-    window: tuple[float, float, float] = (
-        math.nan,
-        math.nan,
-        math.nan,
-    )  # accuracy: probe that saw it − one that did not
+    window: tuple[float, float, float] = (math.nan, math.nan, math.nan)  # accuracy: probe with − without the window
     window_f1: tuple[float, float, float] = (math.nan, math.nan, math.nan)  # the same in macro-F1
 
     def view(self, basis: str, metric: str) -> tuple[float, float, float]:

@@ -220,7 +220,7 @@ def burden(rules: Rules, check: CheckInput, last_retrain: PastRecord | None) -> 
     if rules.headroom_rule != "adaptive":
         return rules.headroom_rule, f"headroom_rule {rules.headroom_rule}"
     if last_retrain is None or last_retrain.model_version is None or check.champion_version is None:
-        return "not_ruled_out", "adaptive: no retrain since the reference to learn from"
+        return "not_ruled_out", "adaptive: no earlier retrain's outcome to learn from"
     if last_retrain.model_version == check.champion_version:
         return "not_ruled_out", f"adaptive: the last retrain's version {last_retrain.model_version} is the champion"
     return "shown", (
