@@ -126,11 +126,7 @@ def performance(perf: stats.Performance, proxy: Proxy, cur: pd.DataFrame, ref: p
 
 def detected(d: Decision) -> bool:
     """A drift rule fired, whether or not the headroom then held the retrain back."""
-    return d.retrain or any(
-        (r.signal == "distribution_drift" and "vetoed: no headroom" in r.rule)
-        or (r.signal == "performance_drop" and "vetoed" in r.rule)
-        for r in d.reasons
-    )
+    return d.retrain or d.held_by_headroom is not None
 
 
 def old_alarm(tests: dict) -> bool:

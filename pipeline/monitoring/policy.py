@@ -140,6 +140,7 @@ class Decision:
     cooldown_until: date | None = None
     summary: str = ""
     fired: tuple[str, ...] = field(default=())
+    held_by_headroom: str | None = None  # a drift rule fired and the headroom held it: "not shown" / "ruled out"
 
 
 def _off_alpha(alpha: float, h: float) -> float:
@@ -286,7 +287,8 @@ def decide(check: CheckInput, history: Sequence[PastRecord], rules: Rules) -> De
     ]
     dist_signal = bool(on) and (persisting >= rules.persist_k or bool(strong))
     holds, holds_reason = performance_holds(check.performance, rules)
-    flat, flat_reason = no_headroom(check.performance, rules, burden(rules, check, last_retrain))
+    mode = burden(rules, check, last_retrain)
+    flat, flat_reason = no_headroom(check.performance, rules, mode)
     dist_hit = dist_signal and not holds and not flat
     perf_vetoed = perf_hit and flat
     perf_hit = perf_hit and not flat
@@ -353,6 +355,9 @@ def decide(check: CheckInput, history: Sequence[PastRecord], rules: Rules) -> De
         suppressed_by=suppressed,
         cooldown_until=until,
         fired=fired,
+        held_by_headroom=(
+            ("not shown" if mode[0] == "shown" else "ruled out") if flat and ((dist_signal and not holds) or perf_vetoed) else None
+        ),
     )
     return dataclasses.replace(decision, summary=summarize(check, decision))
 
@@ -362,14 +367,8 @@ def summarize(check: CheckInput, d: Decision) -> str:
     head = ("RETRAIN" if d.retrain else "no retrain") + f" ({d.rule})"
     if d.suppressed_by:
         head += f", held back by {d.suppressed_by}"
-    held = any(
-        (r.signal == "distribution_drift" and "vetoed: no headroom" in r.rule)
-        or (r.signal == "performance_drop" and "vetoed" in r.rule)
-        for r in d.reasons
-    )
-    if held and not d.retrain:
-        shown = any(r.signal == "headroom" and "CI low must reach" in r.rule for r in d.reasons)
-        head += ", drift held back: " + ("a gain is not shown" if shown else "a gain is ruled out") + " by the headroom"
+    if d.held_by_headroom and not d.retrain:
+        head += f", drift held back: a gain is {d.held_by_headroom} by the headroom"
     parts = []
     for t in check.tests:
         parts.append(f"{t.signal} p={t.p_value:.3g} effect={t.effect:.3g}{'*' if t.signal in d.signals_on else ''}")
