@@ -356,7 +356,9 @@ def decide(check: CheckInput, history: Sequence[PastRecord], rules: Rules) -> De
         cooldown_until=until,
         fired=fired,
         held_by_headroom=(
-            ("not shown" if mode[0] == "shown" else "ruled out") if flat and ((dist_signal and not holds) or perf_vetoed) else None
+            ("not shown" if mode[0] == "shown" else "ruled out")
+            if flat and ((dist_signal and not holds) or perf_vetoed)
+            else None
         ),
     )
     return dataclasses.replace(decision, summary=summarize(check, decision))
