@@ -3,8 +3,9 @@
 Each dataset in ``../shared/data`` is cut into time windows (SemEval tweets by year, HuffPost news
 by quarter) and written as dated landing files. For every strategy, in its own home (its own MLflow
 store, registry and drift history), each window runs through ``pipeline.flow.run_cycle``: ingest,
-validate, drift, the policy's decision, and when it says so fine-tune (MiniLM, warm start + replay),
-the promotion gate and register. Strategies:
+validate, drift, the policy's decision, and when it says so fine-tune (MiniLM, warm start + replay;
+a retrain started by drift alone is incremental: ``policy.incremental_epochs``), the promotion gate
+and register. Strategies:
 
 - ``policy``: the drift policy decides (the first window is forced: there is no champion);
 - ``always``: ``force_retrain`` on every window (the gate still decides promotion);
@@ -151,8 +152,11 @@ def run_strategy(
                 promoted = True
             if ft and promoted:
                 promoted_rows += (ft["train_rows"] + ft["replay_rows"]) * ft["epochs_run"]
+            inc = "[inc]" if ft and ft.get("scope") == "incremental" else ""
             decisions.append(
-                f"{out['decision']['rule']}{'+' if promoted else ('-' if ft else '')}" if out.get("decision") else "?"
+                f"{out['decision']['rule']}{inc}{'+' if promoted else ('-' if ft else '')}"
+                if out.get("decision")
+                else "?"
             )
             if out.get("decision"):
                 print(f"[{name}] {end} policy: {out['decision'].get('summary', '')}", file=sys.stderr)
@@ -238,8 +242,9 @@ def main() -> int:
                       f"worst change of the served champion at a promotion {res['always']['worst_change']:+.3f} "
                       f"(always-promote: {res['always_promote']['worst_change']:+.3f}).\n")  # fmt: skip
         print(table(rows))
-    md.append(f"\nper_window: the policy's rule per window (+ promoted, - not promoted), then the served "
-              f"champion's macro-F1 on the next window. Total {time.time() - t0:.0f}s.\n")  # fmt: skip
+    md.append(f"\nper_window: the policy's rule per window ([inc]: an incremental retrain, policy.incremental_epochs; "
+              f"+ promoted, - not promoted), then the served champion's macro-F1 on the next window. "
+              f"Total {time.time() - t0:.0f}s.\n")  # fmt: skip
     RESULTS.mkdir(parents=True, exist_ok=True)
     suffix = "" if a.dataset == "all" else f"_{a.dataset}"  # one file per dataset when run one at a time
     if set(a.strategies.split(",")) == {"always", "always_promote", "never"} or "policy" not in a.strategies:

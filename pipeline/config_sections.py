@@ -220,6 +220,16 @@ class PolicyConfig(Section):
         "macro_f1",
         description="The headroom's metric: macro-F1 (paired bootstrap CI; the gate's default) or accuracy (normal CI).",
     )
+    incremental_epochs: int | None = Field(
+        1,
+        ge=1,
+        description=(
+            "Epochs of an incremental retrain (capped by finetune.epochs): one started by drift alone "
+            "(performance or distribution drift) warm-starts from the champion with replay and trains this "
+            "long. First models, season starts, new labels, forced runs and the retrain after an incremental "
+            "one that was not promoted are full (finetune.epochs). null: every retrain is full."
+        ),
+    )
 
     @model_validator(mode="after")
     def _k_of_m(self) -> PolicyConfig:

@@ -200,10 +200,30 @@ def should_train(decision: DecisionResult) -> tuple[bool, str]:
     return decision.retrain, decision.summary
 
 
+def retrain_scope(cfg: PipelineConfig, plan: Plan, champ: ChampionInfo) -> tuple[PipelineConfig, str]:
+    """The config this run's fine-tune uses, and its scope: the decision's (recorded by ``decide``).
+
+    ``incremental`` caps ``finetune.epochs`` at ``policy.incremental_epochs``; it needs a champion to
+    warm-start from (``finetune.warm_start``), else the retrain is full. No decision on record (a
+    fine-tune run by hand): full."""
+    dec = storage.load_done(step_out(cfg, plan, "decide"), DecisionResult)
+    scope = (dec.scope if dec is not None else None) or "full"
+    epochs = cfg.policy.incremental_epochs
+    if scope == "incremental" and (epochs is None or not cfg.finetune.warm_start or not champ.model_uri):
+        log.info("retrain scope: incremental asked, full run (no champion to warm-start from, or incremental off)")
+        scope = "full"
+    if scope == "incremental" and epochs is not None and epochs < cfg.finetune.epochs:
+        ft = cfg.finetune.model_copy(update={"epochs": epochs})
+        cfg = cfg.model_copy(update={"finetune": ft})
+    log.info("retrain scope: %s (%d epochs at most)", scope, cfg.finetune.epochs)
+    return cfg, scope
+
+
 def finetune(cfg: PipelineConfig, plan: Plan, ing: IngestResult, champ: ChampionInfo) -> FinetuneResult:
     from pipeline import registry
     from pipeline.steps import finetune as step
 
+    cfg, scope = retrain_scope(cfg, plan, champ)
     return step.run(
         cfg,
         train_uri=ing.train_uri,
@@ -212,6 +232,7 @@ def finetune(cfg: PipelineConfig, plan: Plan, ing: IngestResult, champ: Champion
         pipeline_run_id=plan.pipeline_run_id,
         init_model_uri=champ.model_uri,
         replay_uri=registry.replay_source(cfg, champ),
+        scope=scope,
     )
 
 
@@ -259,6 +280,7 @@ def register(
         "label_drift_score": "" if drift_result.label_drift_score is None else f"{drift_result.label_drift_score:.4f}",
         "finetune_run_id": ft.mlflow_run_id,
         "retrain_rule": decision.rule if decision is not None else "",
+        "retrain_scope": ft.scope,
         "manifest_sha256": (ing.manifest_sha256 if ing is not None else None) or "",
         "ingest_run_id": (ing.mlflow_run_id if ing is not None else None) or "",
     }
@@ -284,6 +306,7 @@ def register(
         model_version=reg.version,
         promoted=reg.promoted,
         champion_version=ev.champion_version,
+        scope=ft.scope,
     )
     return reg
 
@@ -354,6 +377,7 @@ def drift_event_extra(plan: dict[str, Any], drift: dict[str, Any], decision: dic
         "window_end": plan["window_end"],
         "rule": decision["rule"],
         "summary": decision["summary"],
+        "scope": decision.get("scope"),
         "reasons": [r for r in decision.get("reasons", []) if r.get("fired")],
         "scores": {name: {"p_value": t["p_value"], "value": t["value"]} for name, t in tests.items()},
         "performance": drift.get("performance"),

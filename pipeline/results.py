@@ -111,6 +111,7 @@ class DecisionResult(StepResult):
     recorded: bool  # False: a drift event's run, decided by the monitor (not recorded twice)
     reference_uri: str | None = None
     validation_warnings: tuple[str, ...] = ()  # warning-severity checks the window failed (validate)
+    scope: str | None = None  # a retrain's: full / incremental (pipeline.monitoring.scope); None: no retrain
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,7 @@ class FinetuneResult(StepResult):
     warm_started_from: str | None
     train_data_uri: str
     augmented_rows: int = 0  # synthetic rows also trained on (augmented.parquet), not counted in train_rows
+    scope: str = "full"  # the drift policy's: full / incremental (policy.incremental_epochs)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
@@ -110,12 +111,12 @@ def test_persistent_drift_retrains_and_a_retrain_moves_the_reference(make_cfg, t
 
     assert not check("2025-03-01", True).retrain
     second = check("2025-03-08", True)
-    assert second.retrain and second.rule == "distribution_drift"
+    assert second.retrain and second.rule == "distribution_drift" and second.scope == "incremental"
     assert monitor.references(cfg, CHAMP, "2025-03-15").reference_uris == ("/x/train.parquet",)  # the champion's
     monitor.record_retrain(
         cfg, pipeline_run_id="retrain__r", window_start=None, window_end="2025-03-08", trigger="drift",
         window_uris=["/x/w_train.parquet", "/x/w_test.parquet"], test_uri="/x/w_test.parquet", model_version="4",
-        promoted=False, champion_version="3",
+        promoted=False, champion_version="3", scope="incremental",
     )  # fmt: skip
     refs = monitor.references(cfg, CHAMP, "2025-03-15")
     assert refs.reference_uris == ("/x/w_train.parquet", "/x/w_test.parquet")  # the window it answered
@@ -126,8 +127,27 @@ def test_persistent_drift_retrains_and_a_retrain_moves_the_reference(make_cfg, t
     assert not drop.retrain and "cooldown" in (drop.suppressed_by or "")
     later = check("2025-03-29", False, accuracy=0.7)
     assert later.retrain and later.rule == "performance_drop"
+    assert later.scope == "full"  # the incremental retrain (version 4) lost: this one is full
     kinds = [r.kind for r in history.rows(cfg.drift_history_url, cfg.register.model_name)]
     assert kinds.count("retrain") == 1 and kinds.count("check") == 5
+
+
+def test_the_fine_tune_runs_the_decision_s_scope(make_cfg) -> None:
+    from pipeline import storage
+    from pipeline.results import DecisionResult
+
+    cfg = make_cfg(finetune={"epochs": 3}, policy={"incremental_epochs": 1})
+    plan = _plan(run_id="manual__scope")
+    assert flow.retrain_scope(cfg, plan, CHAMP)[1] == "full"  # no decision on record (a fine-tune by hand)
+    dec = DecisionResult(True, "performance_drop", "s", (), (), None, None, True, scope="incremental")
+    out = Path(flow.step_out(cfg, plan, "decide"))
+    out.mkdir(parents=True)
+    storage.write_done(out, dec)
+    light, scope = flow.retrain_scope(cfg, plan, CHAMP)
+    assert scope == "incremental" and light.finetune.epochs == 1 and cfg.finetune.epochs == 3
+    assert flow.retrain_scope(cfg, plan, NONE)[1] == "full"  # nothing to warm-start from
+    off = make_cfg(finetune={"epochs": 3}, policy={"incremental_epochs": None})
+    assert flow.retrain_scope(off, plan, CHAMP)[0].finetune.epochs == 3
 
 
 def test_plan_round_trips_through_xcom_dict() -> None:

@@ -9,6 +9,9 @@ row again and changes nothing, so recording is idempotent.
 - ``kind = "retrain"``: a retrain finished (promoted or not). Its ``reference_after`` (a JSON list of
   files) is the window it answered, which becomes the reference of later checks, so the drift it
   answered does not fire again; its ``test_uri`` calibrates the champion's probabilities for CBPE.
+
+``scope`` (full / incremental, :mod:`pipeline.monitoring.scope`) came later: a table made before it
+gets the column added on first use (:func:`pipeline.sqlstore.engine`), older rows read as unknown.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ TABLE = sa.Table(
     sa.Column("champion_version", sa.String(32)),
     sa.Column("model_version", sa.String(32)),
     sa.Column("promoted", sa.Boolean),
+    sa.Column("scope", sa.String(16)),  # full / incremental: a retrain's (check: the decision's, retrain: what ran)
     sa.UniqueConstraint("pipeline_run_id", "kind", name="uq_drift_history_run_kind"),
 )
 KINDS = ("check", "retrain")
@@ -78,10 +82,11 @@ class Row:
     champion_version: str | None = None
     model_version: str | None = None
     promoted: bool | None = None
+    scope: str | None = None
     recorded_at: datetime | None = None
 
     BRIEF = ("kind", "window_end", "trigger", "retrain", "rule", "suppressed_by", "cooldown_until", "summary",
-             "model_version", "promoted")  # fmt: skip
+             "model_version", "promoted", "scope")  # fmt: skip
 
     def brief(self) -> dict[str, Any]:
         """The fields a person reads first (``retrain drift-history``)."""
@@ -90,8 +95,8 @@ class Row:
     def past(self) -> PastRecord:
         day = date.fromisoformat(self.window_end)
         if self.kind == "retrain":
-            return PastRecord(day, "retrain", tuple(self.signals_on), self.retrain, self.model_version)
-        return PastRecord(day, "check", tuple(self.signals_on), self.retrain)
+            return PastRecord(day, "retrain", tuple(self.signals_on), self.retrain, self.model_version, self.scope)
+        return PastRecord(day, "check", tuple(self.signals_on), self.retrain, scope=self.scope)
 
 
 def engine(url: str) -> sa.Engine:
@@ -123,6 +128,7 @@ def record(url: str, row: Row) -> bool:
                 "champion_version",
                 "model_version",
                 "promoted",
+                "scope",
             )
         },  # fmt: skip
         "signals_on": json.dumps(list(row.signals_on)),
@@ -165,6 +171,7 @@ def _row(m: sa.RowMapping) -> Row:
         champion_version=m["champion_version"],
         model_version=m["model_version"],
         promoted=m["promoted"],
+        scope=m["scope"],
         recorded_at=m["recorded_at"],
     )
 

@@ -59,6 +59,7 @@ def rules(cfg: PipelineConfig) -> policy.Rules:
         performance_veto=p.performance_veto,
         min_headroom=p.min_headroom,
         headroom_rule=p.headroom_rule,
+        incremental=p.incremental_epochs is not None,
     )
 
 
@@ -201,6 +202,7 @@ def decide(
         recorded=record,
         reference_uri=dr.reference_uri,
         validation_warnings=tuple(validation_warnings),
+        scope=d.scope,
     )
     for w in validation_warnings:
         log.warning("decide: the window passed validation with a warning: %s", w)
@@ -232,6 +234,7 @@ def decide(
                 reference_uri=dr.reference_uri,
                 current_uris=tuple(current_uris),
                 champion_version=champ.version,
+                scope=d.scope,
             ),
         )
     with storage.staged_dir(out_dir) as stage:
@@ -261,6 +264,7 @@ def _log_to_mlflow(
             {
                 "decision.retrain": str(result.retrain).lower(),
                 "decision.rule": result.rule,
+                "decision.scope": result.scope or "",
                 "decision.summary": result.summary[:4900],
             }
         )
@@ -282,6 +286,7 @@ def record_retrain(
     model_version: str | None,
     promoted: bool,
     champion_version: str | None,
+    scope: str | None = None,
 ) -> bool:
     """A retrain finished: later checks compare against the window it answered; the cooldown starts.
 
@@ -299,11 +304,13 @@ def record_retrain(
             trigger=trigger,
             retrain=True,
             rule="retrained",
-            summary=f"retrained: version {model_version}, promoted={promoted}; reference now {', '.join(window_uris)}",
+            summary=f"retrained ({scope or 'full'}): version {model_version}, promoted={promoted}; "
+            f"reference now {', '.join(window_uris)}",
             reference_after=tuple(window_uris),
             test_uri=test_uri,
             model_version=model_version,
             promoted=promoted,
             champion_version=champion_version,
+            scope=scope,
         ),
     )

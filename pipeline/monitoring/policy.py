@@ -40,6 +40,10 @@ Guards: after a retrain (promoted or not, the reference moves to the window it a
 drift rules (performance, distribution, new label) are suppressed for ``cooldown_days``; an
 optional ``budget`` caps drift-started retrains per ``budget_days``. Season starts, forced runs and
 first models are never suppressed. The decision says which guard held it back and until when.
+
+Scope: a retrain's decision says how much it trains (:mod:`pipeline.monitoring.scope`): drift alone
+gives an ``incremental`` update of the champion, everything else (and a retry after an incremental
+retrain that lost) a ``full`` one.
 """
 
 from __future__ import annotations
@@ -50,6 +54,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Literal
+
+from pipeline.monitoring import scope as scopes
 
 DISTRIBUTION_SIGNALS = ("text", "embedding", "label_prior", "prediction")
 ALWAYS_RULES = ("first_model", "forced", "drift_event", "season_start")
@@ -101,6 +107,7 @@ class PastRecord:
     signals_on: tuple[str, ...] = ()
     retrain: bool = False
     model_version: str | None = None  # a retrain's challenger (None: unknown, or no version registered)
+    scope: str | None = None  # full / incremental (pipeline.monitoring.scope); None: unknown or no retrain
 
 
 @dataclass(frozen=True)
@@ -119,6 +126,7 @@ class Rules:
     performance_veto: bool = True
     min_headroom: float | None = 0.02
     headroom_rule: Literal["not_ruled_out", "shown", "adaptive"] = "adaptive"
+    incremental: bool = True  # drift-started retrains are incremental (pipeline.monitoring.scope)
 
 
 @dataclass(frozen=True)
@@ -141,6 +149,7 @@ class Decision:
     summary: str = ""
     fired: tuple[str, ...] = field(default=())
     held_by_headroom: str | None = None  # a drift rule fired and the headroom held it: "not shown" / "ruled out"
+    scope: str | None = None  # a retrain's scope, full / incremental (pipeline.monitoring.scope); None: no retrain
 
 
 def _off_alpha(alpha: float, h: float) -> float:
@@ -344,6 +353,17 @@ def decide(check: CheckInput, history: Sequence[PastRecord], rules: Rules) -> De
     fired = tuple(candidates + drift_rules)
     retrain = bool(candidates) or (bool(drift_rules) and suppressed is None)
     rule = fired[0] if fired else "none"
+    scope = None
+    if retrain:
+        emitting = next((r for r in reversed(checks) if r.retrain), None)
+        scope, why = scopes.choose(
+            fired if not suppressed else tuple(candidates),
+            incremental=rules.incremental,
+            champion_version=check.champion_version,
+            last_retrain=last_retrain,
+            emitting_check=emitting,
+        )
+        reasons.append(Reason("scope", None, None, why, True))
     until = check.day + timedelta(days=rules.cooldown_days) if retrain else (
         cooldown_end if cooldown_end is not None and check.day < cooldown_end else None
     )  # fmt: skip
@@ -360,13 +380,14 @@ def decide(check: CheckInput, history: Sequence[PastRecord], rules: Rules) -> De
             if flat and ((dist_signal and not holds) or perf_vetoed)
             else None
         ),
+        scope=scope,
     )
     return dataclasses.replace(decision, summary=summarize(check, decision))
 
 
 def summarize(check: CheckInput, d: Decision) -> str:
     """One readable line: the verdict, the rule, and every signal's number."""
-    head = ("RETRAIN" if d.retrain else "no retrain") + f" ({d.rule})"
+    head = ("RETRAIN" if d.retrain else "no retrain") + f" ({d.rule}" + (f", {d.scope})" if d.scope else ")")
     if d.suppressed_by:
         head += f", held back by {d.suppressed_by}"
     if d.held_by_headroom and not d.retrain:

@@ -137,12 +137,14 @@ def run(
     pipeline_run_id: str,
     init_model_uri: str | None = None,
     replay_uri: str | tuple[str, ...] | None = None,
+    scope: str = "full",
 ) -> FinetuneResult:
     """Fine-tune, log the model to MLflow and return where everything is.
 
     ``train_rows`` in the result counts the rows trained on (new + replayed, as in
     ``train_data.parquet``); ``replay_rows`` the replayed share. ``model_uri`` is the logged
-    model's URI (``models:/m-...``); ``mlflow_run_id`` the finetune child run.
+    model's URI (``models:/m-...``); ``mlflow_run_id`` the finetune child run. ``scope`` (the drift
+    policy's full / incremental, already applied to ``cfg.finetune.epochs`` by the caller) is recorded.
     Raises :class:`TrainingError` for an unreadable or empty file, a missing column, or a base model
     that cannot be found.
     """
@@ -270,6 +272,7 @@ def run(
             mlflow.set_tags(
                 {
                     "warm_started_from": warm_from or "none",
+                    "retrain_scope": scope,
                     "base_model": ft.base_model,
                     "train_data_uri": str(train_data_path),
                 }
@@ -360,6 +363,7 @@ def run(
                 warm_started_from=warm_from,
                 train_data_uri=str(train_data_path),
                 augmented_rows=len(augmented),
+                scope=scope,
             )
             storage.write_done(stage, result)
         checkpoints.remove(final)  # published: a retry returns the result

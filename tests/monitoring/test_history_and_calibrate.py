@@ -33,6 +33,33 @@ def test_history_round_trip_idempotent_and_filtered(tmp_path) -> None:
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_a_table_from_before_the_scope_column_gains_it_and_keeps_its_rows(tmp_path) -> None:
+    import sqlalchemy as sa
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    old = sa.MetaData()
+    cols = [  # the table as an older release made it
+        sa.Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable)
+        for c in history.TABLE.columns
+        if c.name != "scope"
+    ]
+    sa.Table("drift_history", old, *cols)
+    eng = sa.create_engine(url)
+    old.create_all(eng)
+    with eng.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO drift_history (model_name, pipeline_run_id, kind, window_end, recorded_at, retrain) "
+                "VALUES ('m', 'old', 'retrain', '2025-01-01', '2025-01-01 00:00:00', 1)"
+            )
+        )
+    eng.dispose()
+    assert history.record(url, _row("new", "2025-02-01", kind="retrain", model_version="5", scope="incremental"))
+    rows = history.rows(url, "m")
+    assert [(r.pipeline_run_id, r.scope) for r in rows] == [("old", None), ("new", "incremental")]
+    assert rows[1].past().scope == "incremental" and rows[0].past().scope is None
+
+
 def test_calibration_helpers():
     assert calibrate.quantile_floor(list(range(101)), 0.05) == pytest.approx(95.0)
     assert calibrate.k_of_m_rate(0.05, 2, 3) == pytest.approx(3 * 0.05**2 * 0.95 + 0.05**3)

@@ -200,3 +200,45 @@ def test_adaptive_headroom_asks_for_a_shown_gain_only_after_a_retrain_that_lost(
     assert decide(check(day, tests=(DRIFT,), performance=clear, champion_version="3"), past("4"), adaptive).retrain
     # no retrain to learn from yet (only the champion's own data): not ruled out is enough
     assert decide(check(day, tests=(DRIFT,), performance=unclear, champion_version="3"), past(None), adaptive).retrain
+
+
+def test_drift_alone_retrains_incrementally_everything_else_in_full():
+    drop = PerformanceCheck(value=0.78, low=0.74, high=0.82, baseline=0.88)
+    d = decide(check(performance=drop, champion_version="3"), [], RULES)
+    assert d.retrain and d.rule == "performance_drop" and d.scope == "incremental"
+    assert "(performance_drop, incremental)" in d.summary
+    assert any(r.signal == "scope" and "incremental update" in r.rule for r in d.reasons)
+    assert decide(check(has_champion=False), [], RULES).scope == "full"
+    assert decide(check(forced=True, performance=drop), [], RULES).scope == "full"
+    assert decide(check(trigger="schedule", performance=drop), [], RULES).scope == "full"
+    grown = decide(check(performance=drop, new_labels=("travel",)), [], RULES)
+    assert grown.fired == ("new_label", "performance_drop") and grown.scope == "full"  # the head grows
+    assert decide(check(), [], RULES).scope is None  # no retrain, no scope
+    off = Rules(**{**RULES.__dict__, "incremental": False})
+    assert decide(check(performance=drop), [], off).scope == "full"
+
+
+def test_an_incremental_retrain_that_lost_escalates_the_next_one_to_full():
+    drop = PerformanceCheck(value=0.78, low=0.74, high=0.82, baseline=0.88)
+    day = D0 + timedelta(days=30)  # past the cooldown
+
+    def after(scope, champion):
+        past = [PastRecord(D0, "retrain", model_version="4", scope=scope)]
+        return decide(check(day, performance=drop, champion_version=champion), past, RULES)
+
+    assert after("incremental", "4").scope == "incremental"  # it won: keep updating lightly
+    lost = after("incremental", "3")
+    assert lost.retrain and lost.scope == "full"
+    assert any(r.signal == "scope" and "escalated" in r.rule and "version 4" in r.rule for r in lost.reasons)
+    assert after("full", "3").scope == "incremental"  # a full retrain that lost does not escalate further
+    assert after(None, "3").scope == "incremental"  # a record from before scopes: unknown, no escalation
+
+
+def test_a_drift_event_run_keeps_the_scope_its_monitor_check_chose():
+    day = D0 + timedelta(days=30)
+    for chosen in ("incremental", "full"):
+        past = [PastRecord(D0, "retrain"), PastRecord(day, "check", ("text",), retrain=True, scope=chosen)]
+        d = decide(check(day, trigger="drift"), past, RULES)
+        assert d.rule == "drift_event" and d.scope == chosen
+    unknown = decide(check(day, trigger="drift"), [PastRecord(D0, "retrain")], RULES)
+    assert unknown.scope == "full"

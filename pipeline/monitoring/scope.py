@@ -1,0 +1,70 @@
+"""How much a retrain trains: its scope, ``full`` or ``incremental``. Pure, like the policy it serves.
+
+A retrain started by drift alone (``performance_drop``, ``distribution_drift``) answers a shift the
+champion already half-knows: it warm-starts from the champion with replay, so a short update is
+usually enough. Such a retrain is ``incremental`` (the monitor maps it to
+``policy.incremental_epochs``); every other retrain is ``full`` (``finetune.epochs``):
+
+- ``first_model``, ``forced``, ``season_start``: there is nothing to update, the caller asked for a
+  retrain, or the business calendar schedules the season's full refresh;
+- ``new_label``: the classifier's head grows, and the new class needs the full recipe to be learnt;
+- **escalation**: the latest retrain was incremental and its challenger was not promoted (rejected,
+  or still standing): the short update did not win, so the next one (which, under the adaptive
+  headroom rule, also needs a gain *shown*) is full;
+- ``drift_event``: the monitor's check that emitted the event already chose; its scope stands.
+
+``Rules.incremental`` off: every retrain is full.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal, Protocol
+
+Scope = Literal["full", "incremental"]
+FULL_RULES = ("first_model", "forced", "season_start", "new_label")
+INCREMENTAL_RULES = ("performance_drop", "distribution_drift")
+
+
+class _Past(Protocol):
+    kind: str
+    retrain: bool
+    model_version: str | None
+    scope: str | None
+
+
+def choose(
+    fired: Sequence[str],
+    *,
+    incremental: bool,
+    champion_version: str | None,
+    last_retrain: _Past | None,
+    emitting_check: _Past | None = None,
+) -> tuple[Scope, str]:
+    """The scope of a retrain whose rules ``fired`` (in order; the first decided), and why.
+
+    ``last_retrain``: the latest retrain record (its ``scope`` and ``model_version``);
+    ``emitting_check``: for a ``drift_event`` run, the monitor's latest check that retrained."""
+    if not incremental:
+        return "full", "policy.incremental_epochs is null: every retrain is full"
+    full = [r for r in fired if r in FULL_RULES]
+    if full:
+        return "full", f"{full[0]}: a full retrain"
+    if "drift_event" in fired:
+        if emitting_check is not None and emitting_check.scope in ("full", "incremental"):
+            return emitting_check.scope, f"drift_event: the monitor's check chose {emitting_check.scope}"  # type: ignore[return-value]
+        return "full", "drift_event: the monitor's check is not on record, so a full retrain"
+    if not any(r in INCREMENTAL_RULES for r in fired):
+        return "full", "no drift rule fired: a full retrain"
+    if (
+        last_retrain is not None
+        and last_retrain.scope == "incremental"
+        and last_retrain.model_version is not None
+        and champion_version is not None
+        and last_retrain.model_version != champion_version
+    ):
+        return "full", (
+            f"escalated: the last retrain (version {last_retrain.model_version}) was incremental and not "
+            f"promoted (champion {champion_version}), so this one is full"
+        )
+    return "incremental", "drift alone: an incremental update of the champion (warm start, replay, fewer epochs)"
