@@ -16,7 +16,8 @@ and register. Strategies:
 
 After each window, the served champion is scored on the next window (macro-F1 over the classes
 present there); at each change of champion, its predecessor is scored on the same next window too
-(``worst_change``: the largest drop a promotion caused). Compute is the rows trained on (rows × epochs run) and the fine-tune seconds.
+(``worst_change``: the largest drop a promotion caused). Compute is the rows trained on (new + replayed + synthetic rows × epochs run) and the fine-tune
+seconds. (Results from before 2026-12-06 counted replayed rows twice.)
 HuffPost's new categories go through ``validate.new_labels: accept``.
 
 Run: ``.venv/bin/python benchmarks/drift_replay.py [--dataset semeval|huffpost] [--max-rows N]``;
@@ -140,7 +141,8 @@ def run_strategy(
             out = flow.run_cycle(cfg, plan)
             ft = out.get("finetune")
             if ft:
-                rows_trained += (ft["train_rows"] + ft["replay_rows"]) * ft["epochs_run"]
+                # train_rows already holds the replayed rows; synthetic rows train too
+                rows_trained += (ft["train_rows"] + ft.get("augmented_rows", 0)) * ft["epochs_run"]
                 seconds += time.perf_counter() - t0
             promoted = (out.get("register") or {}).get("promoted") or (out.get("reassess") or {}).get(
                 "result"
@@ -151,7 +153,7 @@ def run_strategy(
                                   reason="always-promote baseline", run_id=f"w{i}")  # fmt: skip
                 promoted = True
             if ft and promoted:
-                promoted_rows += (ft["train_rows"] + ft["replay_rows"]) * ft["epochs_run"]
+                promoted_rows += (ft["train_rows"] + ft.get("augmented_rows", 0)) * ft["epochs_run"]
             inc = "[inc]" if ft and ft.get("scope") == "incremental" else ""
             decisions.append(
                 f"{out['decision']['rule']}{inc}{'+' if promoted else ('-' if ft else '')}"

@@ -226,8 +226,18 @@ class PolicyConfig(Section):
         description=(
             "Epochs of an incremental retrain (capped by finetune.epochs): one started by drift alone "
             "(performance or distribution drift) warm-starts from the champion with replay and trains this "
-            "long. First models, season starts, new labels, forced runs and the retrain after an incremental "
-            "one that was not promoted are full (finetune.epochs). null: every retrain is full."
+            "long. First models, season starts, new labels, forced runs, a headroom that shows a gain of "
+            "full_headroom, and the retrain after an incremental one that was not promoted are full "
+            "(finetune.epochs). null: every retrain is full."
+        ),
+    )
+    full_headroom: float | None = Field(
+        0.05,
+        ge=-1,
+        le=1,
+        description=(
+            "A drift retrain is full, not incremental, when the window's headroom shows a gain this large "
+            "(its CI low, in headroom_metric): the window has much to teach. null: drift alone is always incremental."
         ),
     )
 

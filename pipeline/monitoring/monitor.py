@@ -60,6 +60,7 @@ def rules(cfg: PipelineConfig) -> policy.Rules:
         min_headroom=p.min_headroom,
         headroom_rule=p.headroom_rule,
         incremental=p.incremental_epochs is not None,
+        full_headroom=p.full_headroom,
     )
 
 

@@ -42,8 +42,8 @@ optional ``budget`` caps drift-started retrains per ``budget_days``. Season star
 first models are never suppressed. The decision says which guard held it back and until when.
 
 Scope: a retrain's decision says how much it trains (:mod:`pipeline.monitoring.scope`): drift alone
-gives an ``incremental`` update of the champion, everything else (and a retry after an incremental
-retrain that lost) a ``full`` one.
+gives an ``incremental`` update of the champion; everything else, a headroom that shows a gain of
+``full_headroom``, and the retrain after an incremental one that lost are ``full``.
 """
 
 from __future__ import annotations
@@ -127,6 +127,7 @@ class Rules:
     min_headroom: float | None = 0.02
     headroom_rule: Literal["not_ruled_out", "shown", "adaptive"] = "adaptive"
     incremental: bool = True  # drift-started retrains are incremental (pipeline.monitoring.scope)
+    full_headroom: float | None = 0.05  # ... unless the headroom shows a gain this large (CI low)
 
 
 @dataclass(frozen=True)
@@ -268,6 +269,12 @@ def no_headroom(
     )
 
 
+def _headroom_low(perf: PerformanceCheck | None) -> float | None:
+    if perf is None or perf.headroom is None or not math.isfinite(perf.headroom[1]):
+        return None
+    return perf.headroom[1]
+
+
 def since_reference(history: Sequence[PastRecord]) -> tuple[list[PastRecord], PastRecord | None]:
     """Checks after the latest retrain (oldest first), and that retrain (None when there was none)."""
     ordered = sorted(history, key=lambda r: (r.day, r.kind == "retrain"))
@@ -362,6 +369,8 @@ def decide(check: CheckInput, history: Sequence[PastRecord], rules: Rules) -> De
             champion_version=check.champion_version,
             last_retrain=last_retrain,
             emitting_check=emitting,
+            headroom_low=_headroom_low(check.performance),
+            full_headroom=rules.full_headroom,
         )
         reasons.append(Reason("scope", None, None, why, True))
     until = check.day + timedelta(days=rules.cooldown_days) if retrain else (

@@ -11,6 +11,9 @@ usually enough. Such a retrain is ``incremental`` (the monitor maps it to
 - **escalation**: the latest retrain was incremental and its challenger was not promoted (rejected,
   or still standing): the short update did not win, so the next one (which, under the adaptive
   headroom rule, also needs a gain *shown*) is full;
+- **a large gain shown**: the window's headroom (:mod:`pipeline.monitoring.headroom`) shows a gain
+  of at least ``full_headroom`` (its CI's lower end): the window has much to teach, and a short
+  update would leave part of it on the table;
 - ``drift_event``: the monitor's check that emitted the event already chose; its scope stands.
 
 ``Rules.incremental`` off: every retrain is full.
@@ -40,11 +43,14 @@ def choose(
     champion_version: str | None,
     last_retrain: _Past | None,
     emitting_check: _Past | None = None,
+    headroom_low: float | None = None,
+    full_headroom: float | None = None,
 ) -> tuple[Scope, str]:
     """The scope of a retrain whose rules ``fired`` (in order; the first decided), and why.
 
     ``last_retrain``: the latest retrain record (its ``scope`` and ``model_version``);
-    ``emitting_check``: for a ``drift_event`` run, the monitor's latest check that retrained."""
+    ``emitting_check``: for a ``drift_event`` run, the monitor's latest check that retrained;
+    ``headroom_low``: the lower end of the window's headroom CI (None: not measured)."""
     if not incremental:
         return "full", "policy.incremental_epochs is null: every retrain is full"
     full = [r for r in fired if r in FULL_RULES]
@@ -66,5 +72,9 @@ def choose(
         return "full", (
             f"escalated: the last retrain (version {last_retrain.model_version}) was incremental and not "
             f"promoted (champion {champion_version}), so this one is full"
+        )
+    if full_headroom is not None and headroom_low is not None and headroom_low >= full_headroom:
+        return "full", (
+            f"the headroom shows a large gain (CI low {headroom_low:+.3f} ≥ {full_headroom:+.3f}): a full retrain"
         )
     return "incremental", "drift alone: an incremental update of the champion (warm start, replay, fewer epochs)"

@@ -216,6 +216,12 @@ def test_drift_alone_retrains_incrementally_everything_else_in_full():
     assert decide(check(), [], RULES).scope is None  # no retrain, no scope
     off = Rules(**{**RULES.__dict__, "incremental": False})
     assert decide(check(performance=drop), [], off).scope == "full"
+    big = PerformanceCheck(value=0.78, low=0.74, high=0.82, baseline=0.88, headroom=(0.12, 0.08, 0.16))
+    d = decide(check(performance=big), [], RULES)  # the window has much to teach: the full recipe
+    assert d.scope == "full" and any("large gain" in r.rule for r in d.reasons if r.signal == "scope")
+    some = PerformanceCheck(value=0.78, low=0.74, high=0.82, baseline=0.88, headroom=(0.06, 0.03, 0.09))
+    assert decide(check(performance=some), [], RULES).scope == "incremental"
+    assert decide(check(performance=big), [], Rules(**{**RULES.__dict__, "full_headroom": None})).scope == "incremental"
 
 
 def test_an_incremental_retrain_that_lost_escalates_the_next_one_to_full():
