@@ -103,7 +103,7 @@ def test_decide_applies_the_policy_and_records_it(make_cfg, tmp_path, plan_kw, d
 def test_persistent_drift_retrains_and_a_retrain_moves_the_reference(make_cfg, tmp_path) -> None:
     from pipeline.monitoring import history, monitor
 
-    cfg = make_cfg()
+    cfg = make_cfg(policy={"incremental_epochs": 1})
 
     def check(day: str, detected: bool, accuracy: float | None = None):
         plan = _plan(run_id=f"manual__{day}", params={"window_end": day})

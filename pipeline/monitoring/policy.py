@@ -126,7 +126,7 @@ class Rules:
     performance_veto: bool = True
     min_headroom: float | None = 0.02
     headroom_rule: Literal["not_ruled_out", "shown", "adaptive"] = "adaptive"
-    incremental: bool = True  # drift-started retrains are incremental (pipeline.monitoring.scope)
+    incremental: bool = False  # drift-started retrains are incremental (pipeline.monitoring.scope)
     full_headroom: float | None = 0.05  # ... unless the headroom shows a gain this large (CI low)
 
 

@@ -12,6 +12,7 @@ from pipeline.monitoring.policy import CheckInput, PastRecord, PerformanceCheck,
 D0 = date(2025, 6, 1)
 RULES = Rules(alpha=0.01, hysteresis=0.25, persist_k=2, persist_m=3, perf_margin=0.03, cooldown_days=14)
 DRIFT = SignalTest("text", 0.001, 0.2, 0.05)
+INC = Rules(**{**RULES.__dict__, "incremental": True})  # incremental scope on (policy.incremental_epochs)
 QUIET = SignalTest("text", 0.4, 0.01, 0.05)
 
 
@@ -204,24 +205,23 @@ def test_adaptive_headroom_asks_for_a_shown_gain_only_after_a_retrain_that_lost(
 
 def test_drift_alone_retrains_incrementally_everything_else_in_full():
     drop = PerformanceCheck(value=0.78, low=0.74, high=0.82, baseline=0.88)
-    d = decide(check(performance=drop, champion_version="3"), [], RULES)
+    d = decide(check(performance=drop, champion_version="3"), [], INC)
     assert d.retrain and d.rule == "performance_drop" and d.scope == "incremental"
     assert "(performance_drop, incremental)" in d.summary
     assert any(r.signal == "scope" and "incremental update" in r.rule for r in d.reasons)
-    assert decide(check(has_champion=False), [], RULES).scope == "full"
-    assert decide(check(forced=True, performance=drop), [], RULES).scope == "full"
-    assert decide(check(trigger="schedule", performance=drop), [], RULES).scope == "full"
-    grown = decide(check(performance=drop, new_labels=("travel",)), [], RULES)
+    assert decide(check(has_champion=False), [], INC).scope == "full"
+    assert decide(check(forced=True, performance=drop), [], INC).scope == "full"
+    assert decide(check(trigger="schedule", performance=drop), [], INC).scope == "full"
+    grown = decide(check(performance=drop, new_labels=("travel",)), [], INC)
     assert grown.fired == ("new_label", "performance_drop") and grown.scope == "full"  # the head grows
-    assert decide(check(), [], RULES).scope is None  # no retrain, no scope
-    off = Rules(**{**RULES.__dict__, "incremental": False})
-    assert decide(check(performance=drop), [], off).scope == "full"
+    assert decide(check(), [], INC).scope is None  # no retrain, no scope
+    assert decide(check(performance=drop), [], RULES).scope == "full"  # off by default
     big = PerformanceCheck(value=0.78, low=0.74, high=0.82, baseline=0.88, headroom=(0.12, 0.08, 0.16))
-    d = decide(check(performance=big), [], RULES)  # the window has much to teach: the full recipe
+    d = decide(check(performance=big), [], INC)  # the window has much to teach: the full recipe
     assert d.scope == "full" and any("large gain" in r.rule for r in d.reasons if r.signal == "scope")
     some = PerformanceCheck(value=0.78, low=0.74, high=0.82, baseline=0.88, headroom=(0.06, 0.03, 0.09))
-    assert decide(check(performance=some), [], RULES).scope == "incremental"
-    assert decide(check(performance=big), [], Rules(**{**RULES.__dict__, "full_headroom": None})).scope == "incremental"
+    assert decide(check(performance=some), [], INC).scope == "incremental"
+    assert decide(check(performance=big), [], Rules(**{**INC.__dict__, "full_headroom": None})).scope == "incremental"
 
 
 def test_an_incremental_retrain_that_lost_escalates_the_next_one_to_full():
@@ -230,7 +230,7 @@ def test_an_incremental_retrain_that_lost_escalates_the_next_one_to_full():
 
     def after(scope, champion):
         past = [PastRecord(D0, "retrain", model_version="4", scope=scope)]
-        return decide(check(day, performance=drop, champion_version=champion), past, RULES)
+        return decide(check(day, performance=drop, champion_version=champion), past, INC)
 
     assert after("incremental", "4").scope == "incremental"  # it won: keep updating lightly
     lost = after("incremental", "3")
@@ -244,7 +244,7 @@ def test_a_drift_event_run_keeps_the_scope_its_monitor_check_chose():
     day = D0 + timedelta(days=30)
     for chosen in ("incremental", "full"):
         past = [PastRecord(D0, "retrain"), PastRecord(day, "check", ("text",), retrain=True, scope=chosen)]
-        d = decide(check(day, trigger="drift"), past, RULES)
+        d = decide(check(day, trigger="drift"), past, INC)
         assert d.rule == "drift_event" and d.scope == chosen
-    unknown = decide(check(day, trigger="drift"), [PastRecord(D0, "retrain")], RULES)
+    unknown = decide(check(day, trigger="drift"), [PastRecord(D0, "retrain")], INC)
     assert unknown.scope == "full"
