@@ -34,12 +34,12 @@ from pipeline.config_ingest import (  # noqa: F401  (re-exported)
     SqlSource,
 )
 from pipeline.config_online import AbConfig, ServeConfig
+from pipeline.config_policy import PolicyConfig
 from pipeline.config_sections import (  # noqa: F401  (re-exported: import sections from here)
     DEFAULT_LABELS,
     GATE_KEYS,
     DriftConfig,
     EvaluateConfig,
-    PolicyConfig,
     RegisterConfig,
     ScheduleConfig,
     Section,

@@ -143,7 +143,12 @@ def standing(cfg: PipelineConfig, champion_version: str | None) -> Standing | No
 
 
 def reassess(cfg: PipelineConfig, run_id: str, ing: IngestResult, champ: ChampionInfo, window_end: str | None) -> dict[str, Any] | None:  # fmt: skip
-    """Score the standing challenger on this window's test rows and decide with every look so far."""
+    """Score the standing challenger on this window's rows and decide with every look so far.
+
+    ``evaluate.reassess_rows: window`` (default) scores every split of the new window: the champion
+    and the standing challenger were both trained before it arrived, so all its labelled rows are
+    unseen by both (rows near-duplicating either model's training data are excluded as always); the
+    window's own new challenger, trained on its train split, is judged on test rows only."""
     from pipeline.gate.rule import Look
     from pipeline.steps import evaluate
 
@@ -154,8 +159,14 @@ def reassess(cfg: PipelineConfig, run_id: str, ing: IngestResult, champ: Champio
         looks = tuple(x for x in st.looks if x.pipeline_run_id != run_id)
     else:
         looks = st.looks
+    rows: str | tuple[str, ...] = ing.test_uri
+    if cfg.evaluate.reassess_rows == "window":
+        rows = tuple(
+            u for u, split in ((ing.train_uri, "train"), (ing.val_uri, "val"), (ing.test_uri, "test"))
+            if u and ing.split_sizes.get(split, 1)
+        )  # fmt: skip
     ev = evaluate.run(
-        cfg, test_uri=ing.test_uri, challenger_uri=st.model_uri, champion_uri=champ.model_uri,
+        cfg, test_uri=rows, challenger_uri=st.model_uri, champion_uri=champ.model_uri,
         champion_version=champ.version, out_dir=str(paths.step_dir(cfg.artifact_root_uri, run_id, "reassess")),
         pipeline_run_id=run_id, window_end=window_end,
         train_uris=tuple(u for u in (st.train_data_uri, champ.train_data_uri) if u), use_pool=False,

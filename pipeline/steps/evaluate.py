@@ -46,14 +46,25 @@ REQUIRED_COLUMNS = ("example_id", "text", "label")
 _METRIC_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_\-. /]")
 
 
-def _read_test(test_uri: str) -> pd.DataFrame:
+def _read_rows(test_uri: str | tuple[str, ...]) -> pd.DataFrame:
+    """The evaluation rows of one file, or of several (a reassessment on a whole window) in order."""
+    if isinstance(test_uri, str):
+        return _read_test(test_uri)
+    frames = [_read_test(u, allow_empty=True) for u in test_uri]
+    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if df.empty:
+        raise PipelineError(f"evaluate: the evaluation files {', '.join(test_uri) or '(none)'} have no rows")
+    return df
+
+
+def _read_test(test_uri: str, allow_empty: bool = False) -> pd.DataFrame:
     if not paths.exists(test_uri):
         raise PipelineError(f"evaluate: test split {test_uri} does not exist")
     df = pd.read_parquet(local_path(test_uri))
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
     if missing:
         raise PipelineError(f"evaluate: test split {test_uri} lacks column(s) {', '.join(missing)}")
-    if df.empty:
+    if df.empty and not allow_empty:
         raise PipelineError(f"evaluate: test split {test_uri} has no rows")
     if "segment" not in df.columns:
         df = df.assign(segment=None)
@@ -155,7 +166,7 @@ def _rows(
 def run(
     cfg: PipelineConfig,
     *,
-    test_uri: str,
+    test_uri: str | tuple[str, ...],
     challenger_uri: str,
     champion_uri: str | None,
     champion_version: str | None,
@@ -176,14 +187,15 @@ def run(
     rerun of the same run returns the recorded result. ``rival`` (version, URI): the standing
     challenger, scored on the same rows; the record says whether this challenger may take its place
     (:func:`pipeline.gate.rule.replaces_standing`). Raises :class:`PipelineError` when the test
-    split is missing or malformed, or a model's output is not one ``label`` per row.
+    split is missing or malformed, or a model's output is not one ``label`` per row. ``test_uri``
+    may name several files (a standing challenger's reassessment on every split of a new window).
     """
     done = storage.load_done(out_dir, EvaluateResult)
     if done is not None:
         log.info("evaluate: %s already finished (%s); returning the recorded result", out_dir, done.outcome)
         return done
     ev = cfg.evaluate
-    test = _read_test(test_uri)
+    test = _read_rows(test_uri)
     rows, counts = _rows(cfg, test, use_pool, window_end, list(train_uris))
     y = rows["label"].astype(str).to_numpy()
     memory = (rows["slice"] == "memory").to_numpy()
@@ -287,7 +299,7 @@ def run(
                 "champion_uri": champion_uri,
                 "champion_version": champion_version,
             },
-            "test_uri": test_uri,
+            "test_uri": test_uri if isinstance(test_uri, str) else list(test_uri),
             "test_rows": int(main.sum()),
             "pipeline_run_id": pipeline_run_id,
             "git_sha": tracking.git_sha(),
@@ -298,7 +310,13 @@ def run(
         if rival_check is not None and rival is not None:
             md += f"\nAgainst the standing challenger v{rival[0]}: {rival_check.detail}.\n"
         (stage / DECISION_MD).write_text(md)
-        _log_to_mlflow(result, summaries, ev.model_dump(), champion_version, test_uri)
+        _log_to_mlflow(
+            result,
+            summaries,
+            ev.model_dump(),
+            champion_version,
+            test_uri if isinstance(test_uri, str) else ",".join(test_uri),
+        )
         mlflow.log_artifacts(str(stage))
         storage.write_done(stage, result)
 

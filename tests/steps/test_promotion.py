@@ -58,6 +58,26 @@ def test_a_standing_challenger_is_promoted_when_a_new_window_adds_enough_evidenc
     assert promotion.reassess(cfg, "run4", _ingest(tmp_path, "w4"), _champ(cfg), "2025-07-01") is None  # none stands
 
 
+@pytest.mark.parametrize(("rows", "splits"), [("window", 3), ("test", 1)])
+def test_a_standing_challenger_is_reassessed_on_every_split_of_the_new_window(
+    gate_cfg, tmp_path: Path, rows: str, splits: int
+) -> None:
+    cfg = gate_cfg(evaluate={"reassess_rows": rows})
+    _register(cfg, tmp_path, "run1", _evaluation(True), log_model(cfg, mapping_with_errors(WORSE)))
+    unclear = _evaluation(False, champion_version="1", outcome="insufficient_evidence", macro_f1_diff=0.02)
+    _register(cfg, tmp_path, "run2", unclear, log_model(cfg, mapping_with_errors(BETTER)))
+    n = len(CLASSES) * ROWS_PER_CLASS
+    ing = IngestResult(
+        pipeline_run_id="w3", consumer="retrain", window_start=None, window_end="2025-06-01",
+        train_uri=write_test_split(tmp_path / "w3" / "train.parquet"),
+        val_uri=write_test_split(tmp_path / "w3" / "val.parquet"),
+        test_uri=write_test_split(tmp_path / "w3" / "test.parquet"), manifest_uri="", quarantine_uri=None,
+        files=(), rows_read=3 * n, rows_kept=3 * n, rows_quarantined=0, split_sizes={"train": n, "val": n, "test": n},
+    )  # fmt: skip
+    res = promotion.reassess(cfg, "run3", ing, _champ(cfg), "2025-06-01")
+    assert res is not None and res["evaluate"]["test_rows"] == splits * n  # neither model trained on the window
+
+
 def test_a_standing_challenger_without_a_gain_is_rejected_after_max_looks(gate_cfg, tmp_path: Path) -> None:
     cfg = gate_cfg(evaluate={"max_looks": 2})
     same = mapping_with_errors(WORSE)
