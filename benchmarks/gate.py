@@ -19,6 +19,9 @@ Parts, each a table in ``benchmarks/results/gate.md``:
 5. **The old rule** (two-sided McNemar gated on direction AND a 95% bootstrap CI above 0), in the
    same process on the same trials, as the baseline.
 
+``--reassess`` runs only the accumulation when each later look scores the whole new window
+(``evaluate.reassess_rows: window``) against its test split alone: ``gate_reassess.md``.
+
 Resamples are cut to 300 (bootstrap) and 500 (permutations) per trial to run thousands of trials;
 the product defaults are 1,000 and 2,000. Run: ``.venv/bin/python benchmarks/gate.py [--trials N]``.
 """
@@ -124,10 +127,36 @@ def accumulate(first: int, later: int, gain: float, trials: int, seed: int) -> d
             "median_looks_to_decision": float(np.median(looks_to_decide)) if looks_to_decide else float("nan")}  # fmt: skip
 
 
+def main_reassess(trials: int) -> int:
+    """Accumulation when each later look scores the whole new window (``evaluate.reassess_rows: window``:
+    4 x a 250-row test split at ``split.test_fraction`` 0.25) against test splits only, same seeds."""
+    t0 = time.time()
+    whole = 4 * WINDOW
+    n_pow = max(100, trials // 4)
+    aa = [accumulate(first, later, 0.0, trials, 300 + i)
+          for i, (first, later) in enumerate(((POOL, whole), (WINDOW, whole)))]  # fmt: skip
+    power = [accumulate(WINDOW, later, g, n_pow, 400 + i)
+             for i, (later, g) in enumerate((later, g) for g in (0.02, 0.03) for later in (WINDOW, whole))]  # fmt: skip
+    md = [f"# Standing challengers reassessed on the whole window\n\n`python benchmarks/gate.py --reassess --trials "
+          f"{trials}`, alpha={RULES.alpha}, sequential_share={RULES.sequential_share}, max_looks={RULES.max_looks}. "
+          f"Look 1 on the first rows, then each later window adds `later_rows`: {WINDOW} (its test split) or "
+          f"{whole} (every split, `evaluate.reassess_rows: window`).\n\n## A/A: no true difference\n\n",
+          table(aa), f"\nGoal: false promotion ≤ alpha = {RULES.alpha}.\n\n## With a true gain\n\n", table(power),
+          f"\nTotal {time.time() - t0:.0f}s.\n"]  # fmt: skip
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "gate_reassess.md").write_text("".join(md))
+    (RESULTS / "gate_reassess.json").write_text(json.dumps({"aa": aa, "power": power}, indent=1))
+    print("".join(md))
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--trials", type=int, default=2000, help="A/A trials per setting (power uses a quarter)")
+    ap.add_argument("--reassess", action="store_true", help="only the whole-window reassessment tables")
     a = ap.parse_args()
+    if a.reassess:
+        return main_reassess(a.trials)
     t0 = time.time()
     n_pow = max(100, a.trials // 4)
     md = [f"# Promotion gate calibration\n\n`python benchmarks/gate.py --trials {a.trials}` on {platform.machine()} "

@@ -180,8 +180,8 @@ class EvaluateConfig(Section):
     reassess_rows: Literal["window", "test"] = Field(
         "window",
         description="Rows a standing challenger is reassessed on at each later window: every labelled row of it "
-        "(train, val and test splits: neither model trained on them, so about five times the evidence of a test "
-        "split) or its test split only.",
+        "(train, val and test splits: neither model trained on them, so four times the evidence of a "
+        "test split at test_fraction 0.25) or its test split only.",
     )
     guardrail_alpha: float = Field(
         0.05, gt=0, lt=1, description="Family-wise level (Holm) at which a guardrail regression blocks promotion."
