@@ -32,11 +32,12 @@ FULL_RULES = ("first_model", "forced", "season_start", "new_label")
 INCREMENTAL_RULES = ("performance_drop", "distribution_drift")
 
 
-class _Past(Protocol):
-    kind: str
-    retrain: bool
-    model_version: str | None
-    scope: str | None
+class _Past(Protocol):  # a PastRecord (read-only fields)
+    @property
+    def model_version(self) -> str | None: ...
+
+    @property
+    def scope(self) -> str | None: ...
 
 
 def choose(
