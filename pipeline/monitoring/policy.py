@@ -41,9 +41,9 @@ drift rules (performance, distribution, new label) are suppressed for ``cooldown
 optional ``budget`` caps drift-started retrains per ``budget_days``. Season starts, forced runs and
 first models are never suppressed. The decision says which guard held it back and until when.
 
-Scope: a retrain's decision says how much it trains (:mod:`pipeline.monitoring.scope`): drift alone
-gives an ``incremental`` update of the champion; everything else, a headroom that shows a gain of
-``full_headroom``, and the retrain after an incremental one that lost are ``full``.
+Scope: a retrain's decision says how much it trains (:mod:`pipeline.monitoring.scope`): ``full``,
+unless ``incremental`` is on and drift alone started it (then an ``incremental`` update of the
+champion, except after an incremental retrain that lost or with a headroom showing ``full_headroom``).
 """
 
 from __future__ import annotations

@@ -61,8 +61,11 @@ def choose(
     if full:
         return "full", f"{full[0]}: a full retrain"
     if "drift_event" in fired:
-        if emitting_check is not None and emitting_check.scope in ("full", "incremental"):
-            return emitting_check.scope, f"drift_event: the monitor's check chose {emitting_check.scope}"  # type: ignore[return-value]
+        chosen = emitting_check.scope if emitting_check is not None else None
+        if chosen in ("full", "incremental"):
+            return (
+                "incremental" if chosen == "incremental" else "full"
+            ), f"drift_event: the monitor's check chose {chosen}"
         return "full", "drift_event: the monitor's check is not on record, so a full retrain"
     if not any(r in INCREMENTAL_RULES for r in fired):
         return "full", "no drift rule fired: a full retrain"
