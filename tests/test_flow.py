@@ -147,7 +147,8 @@ def test_the_fine_tune_runs_the_decision_s_scope(make_cfg) -> None:
     assert scope == "incremental" and light.finetune.epochs == 1 and cfg.finetune.epochs == 3
     assert flow.retrain_scope(cfg, plan, NONE)[1] == "full"  # nothing to warm-start from
     off = make_cfg(finetune={"epochs": 3}, policy={"incremental_epochs": None})
-    assert flow.retrain_scope(off, plan, CHAMP)[0].finetune.epochs == 3
+    full, scope = flow.retrain_scope(off, plan, CHAMP)  # incremental switched off: the decision's scope is not run
+    assert scope == "full" and full.finetune.epochs == 3
 
 
 def test_plan_round_trips_through_xcom_dict() -> None:
