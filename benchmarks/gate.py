@@ -11,7 +11,7 @@ Parts, each a table in ``benchmarks/results/gate.md``:
 
 1. **A/A**: false promotion rate at one window (250 rows) and with the default pool (3,200 rows:
    ``evaluate.pool_max_rows`` 3,000 + a window); and through accumulation (look 1 on the pool, then
-   up to ``max_looks − 1`` new 250-row windows with the always-valid test). Goal ≤ alpha.
+   up to ``max_looks − 1`` new 250-row windows with the group-sequential test). Goal ≤ alpha.
 2. **Power** at +2, +3, +5 points of accuracy (the realized macro-F1 gain is reported) for one window
    and for the pool, at look 1. Goal ≥ 80% at +2 points with the default pool.
 3. **Windows to a decision** with accumulation when there is no pool (250 new rows per window).
@@ -168,7 +168,7 @@ def main() -> int:
     print(table(aa), file=sys.stderr)
     aa_acc = [accumulate(POOL, WINDOW, 0.0, a.trials, 7), accumulate(WINDOW, WINDOW, 0.0, a.trials, 8)]
     md += ["\n## 1. A/A: no true difference\n\n", table(aa), "\nThrough accumulation (look 1, then new windows "
-           "with the always-valid test, until a decision or max_looks):\n\n", table(aa_acc),
+           "with the group-sequential test, until a decision or max_looks):\n\n", table(aa_acc),
            f"\nGoal: false promotion ≤ alpha = {RULES.alpha}.\n"]  # fmt: skip
 
     power = [

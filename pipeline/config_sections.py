@@ -171,7 +171,8 @@ class EvaluateConfig(Section):
         0.25,
         ge=0,
         lt=1,
-        description="Share of alpha for the always-valid mSPRT over later windows; the rest is the first look's test.",
+        description="Share of alpha spent over later windows (group-sequential, equal parts per look); the rest "
+        "is the first look's test.",
     )
     min_effect: float = Field(
         0.02, gt=0, lt=1, description="Smallest gain worth promoting: power is reported at it; CI below it is futile."

@@ -5,7 +5,7 @@ Every move goes through :func:`pipeline.registry.move_alias`, so it lands in the
 
 - :func:`apply_outcome`: what register does with the gate's outcome (see :mod:`pipeline.steps.register`).
 - :func:`reassess`: a standing challenger (``insufficient_evidence`` against the current champion)
-  is scored on a new window's rows, never on rows of an earlier look; the always-valid test decides
+  is scored on a new window's rows, never on rows of an earlier look; the group-sequential test decides
   with every look so far. Promote, reject (the alias is removed), or stand on.
 - :func:`approve`: a promotion that waited for a person (``register.require_approval``).
 - :func:`rollback`: ``champion`` back to the last known-good version: the latest earlier champion

@@ -8,7 +8,7 @@ PostgreSQL or any URL through ``register.history_url``):
   per (run, alias, to version): a retried task writes nothing new.
 - ``gate_evidence``: one row per look at a challenger against a champion: the primary metric's
   estimate and variance on rows disjoint from every other look, and the outcome then. The
-  always-valid test reads them back as earlier looks.
+  group-sequential test reads them back as earlier looks.
 
 Light module (SQLAlchemy only).
 """

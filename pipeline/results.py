@@ -155,7 +155,7 @@ class EvaluateResult(StepResult):
     power: float | None = None  # of the primary test at evaluate.min_effect
     rows: dict[str, int] = field(default_factory=dict)  # window / pool / memory / excluded_* rows
     summary: str = ""
-    primary_variance: float | None = None  # this look's estimate variance, for the always-valid test
+    primary_variance: float | None = None  # this look's estimate variance, for the group-sequential test
     # the standing challenger (the rival), scored on the same rows: may this challenger take its place?
     rival_version: str | None = None
     replaces_standing: bool | None = None

@@ -6,15 +6,18 @@ is scored again on the next window); ``reject``.
 Error control, stated:
 
 - **Primary metric** (macro-F1 by default): one one-sided paired test (H1: the challenger is
-  better), used once. The level ``alpha`` is split: ``alpha·(1 − sequential_share)`` for the
-  fixed-sample test at the first look, ``alpha·sequential_share`` for the always-valid mSPRT
-  over every look (the first look and each later window's new, disjoint rows). By the union
-  bound and Ville's inequality the chance of promoting a challenger that is not better is ≤ alpha
-  however many windows it stands.
+  better), used once, in a group-sequential design over at most ``max_looks`` looks (the first
+  look, then each later window's new, disjoint rows). Alpha is spent by look index:
+  ``alpha·(1 − sequential_share)`` at the first look (the fixed-sample permutation / McNemar test),
+  the rest in equal parts over the later looks, whose test is the cumulative z of the
+  precision-weighted estimate against a boundary solved from the information seen
+  (:func:`stats.group_sequential`). The chance of ever promoting a challenger that is not better
+  is ≤ alpha over all its looks.
 - **Futility**: when the primary is not significant, the outcome is ``reject`` if the CI's upper
   end (at later looks: of the precision-weighted estimate over all looks) is below ``min_effect``
   (the data rule out a gain worth having), or after ``max_looks`` looks; otherwise
-  ``insufficient_evidence``. Power at ``min_effect`` is reported with each look.
+  ``insufficient_evidence`` (non-binding: stopping early only lowers the error). Power at
+  ``min_effect`` is reported with each look.
 - **Guardrails** (per-class F1, per-segment accuracy, memory-holdout accuracy, calibration error
   (debiased ℓ2 over equal-mass bins, :func:`stats.expected_calibration_error`)): each is a
   paired difference with a margin. Reported: the non-inferiority p-value (H0: diff ≤ −margin) and
@@ -143,26 +146,31 @@ def primary_check(inp: GateInput, rules: GateRules) -> tuple[Check, bool, bool]:
     p = inp.primary
     assert p is not None and rules.alpha is not None
     look = len(inp.earlier_looks) + 1
-    a_fixed = rules.alpha * (1 - rules.sequential_share)
-    a_seq = rules.alpha * rules.sequential_share
+    spend = stats.spending(rules.alpha, 1 - rules.sequential_share, rules.max_looks)
     looks = [*inp.earlier_looks, Look(p.diff, p.se * p.se, p.n)]
-    p_seq = stats.msprt_p_value([x.estimate for x in looks], [x.variance for x in looks], tau=rules.min_effect)
+    gs = stats.group_sequential([x.estimate for x in looks], [x.variance for x in looks], spend)
     p_fixed = p.p_value if (look == 1 and p.p_value is not None) else None
-    significant = (p_fixed is not None and p_fixed < a_fixed) or (a_seq > 0 and p_seq < a_seq)
-    power = stats.power_one_sided(rules.min_effect, p.se, a_fixed if look == 1 else a_seq)
-    high, pooled = p.ci_high, ""
-    if look > 1:  # futility on everything seen so far: the precision-weighted estimate of all looks
-        info = sum(1 / x.variance for x in looks if x.variance > 0)
-        if info > 0:
-            est = sum(x.estimate / x.variance for x in looks if x.variance > 0) / info
-            high = est + 1.96 * math.sqrt(1 / info)
-            pooled = f"all looks {est:+.4f} (CI high {high:+.4f}); "
+    level = spend[min(look, len(spend)) - 1]
+    p_used = p_fixed if p_fixed is not None else gs.p_value
+    significant = p_used < level
+    if look == 1:
+        power = stats.power_one_sided(rules.min_effect, p.se, level)
+        mde80 = stats.mde(p.se, level, 0.8)
+        test = f"one-sided p={p_used:.4g} vs {level:.4g}"
+        high = p.ci_high
+    else:  # everything seen so far: the precision-weighted estimate of all looks and its boundary
+        power = stats.power_at_boundary(rules.min_effect, gs.se, gs.boundary)
+        mde80 = stats.mde_at_boundary(gs.se, gs.boundary, 0.8)
+        high = gs.estimate + 1.96 * gs.se
+        test = (
+            f"all looks {gs.estimate:+.4f} (CI high {high:+.4f}), z={gs.z:.2f} vs boundary {gs.boundary:.2f}: "
+            f"group-sequential p={p_used:.4g} vs {level:.4g} spent"
+        )
     futile = not significant and (high < rules.min_effect or look >= rules.max_looks)
-    fixed = f"one-sided p={p_fixed:.4g} vs {a_fixed:.4g}; " if p_fixed is not None else pooled
     detail = (
         f"primary {rules.metric} {p.champion:.4f} -> {p.challenger:.4f} (diff {p.diff:+.4f}, CI [{p.ci_low:+.4f}, "
-        f"{p.ci_high:+.4f}], {p.n} rows, look {look}): {fixed}always-valid p={p_seq:.4g} vs {a_seq:.4g}; "
-        f"power {power:.0%} at +{rules.min_effect:g} (80% power at +{stats.mde(p.se, a_fixed, 0.8):.3f})"
+        f"{p.ci_high:+.4f}], {p.n} rows, look {look} of {rules.max_looks}): {test}; "
+        f"power {power:.0%} at +{rules.min_effect:g} (80% power at +{mde80:.3f})"
     )
     status: Literal["pass", "fail", "inconclusive"] = "pass" if significant else ("fail" if futile else "inconclusive")
     check = Check(
@@ -173,7 +181,7 @@ def primary_check(inp: GateInput, rules: GateRules) -> tuple[Check, bool, bool]:
         ci_low=p.ci_low,
         ci_high=p.ci_high,
         threshold=rules.min_effect,
-        p_value=p_seq if p_fixed is None else min(p_fixed, p_seq),
+        p_value=p_used,
         power=power,
     )
     return check, significant, futile

@@ -7,10 +7,12 @@
 - :func:`non_inferiority` — a guardrail: H0 diff ≤ −margin, z from the bootstrap standard error.
 - :func:`power_one_sided` / :func:`mde` — normal-approximation power at an effect, and the effect a
   test can see at a given power, from the same standard error.
-- :func:`msprt_p_value` — an always-valid p-value over a sequence of independent estimates (one per
-  window): a one-sided mixture SPRT with a half-normal mixing prior (scale ``tau``). Under H0 (no
-  gain, or a loss) the mixture likelihood ratio is a non-negative supermartingale, so by Ville's
-  inequality P(ever ≥ 1/α) ≤ α: looking after every window does not inflate the error.
+- :func:`spending` / :func:`group_sequential` — the group-sequential test over a standing
+  challenger's looks (one independent estimate per window): the cumulative z statistic of the
+  precision-weighted estimate, error spending by look index (Lan & DeMets 1983), each look's
+  boundary from the observed information (corr(Z_i, Z_j) = sqrt(I_i / I_j), the multivariate
+  normal of ``scipy.stats.multivariate_normal``), and the stage-wise ordering p-value. Under H0
+  the chance of crossing at any look is the alpha spent, however the windows' sizes fall.
 - :func:`z_test_mean` — repeated evaluation runs against a known baseline mean and σ.
 - :func:`expected_calibration_error` and :func:`disparate_impact`.
 """
@@ -22,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import optimize
 from scipy import stats as sps
 
 from pipeline.stats.paired import _encode, _vectorized
@@ -92,27 +95,101 @@ def mde(se: float, alpha: float, power: float) -> float:
     return float((sps.norm.isf(alpha) + sps.norm.ppf(power)) * se)
 
 
-def msprt_log_lr(estimates: Sequence[float], variances: Sequence[float], tau: float) -> float:
-    """Log mixture likelihood ratio of independent Gaussian estimates; half-normal(tau) prior on θ > 0."""
-    s = sum(x / v for x, v in zip(estimates, variances, strict=True) if v > 0)
-    info = sum(1.0 / v for v in variances if v > 0)
-    if info == 0:
+def power_at_boundary(effect: float, se: float, boundary: float) -> float:
+    """P(Z ≥ boundary) when the estimate's true value is ``effect`` and its SE ``se``."""
+    if not math.isfinite(se) or not math.isfinite(boundary):
         return 0.0
-    scale = 1.0 + tau * tau * info
-    return float(
-        math.log(2.0)
-        - 0.5 * math.log(scale)
-        + tau * tau * s * s / (2 * scale)
-        + sps.norm.logcdf(tau * s / math.sqrt(scale))
-    )
+    return float(sps.norm.sf(boundary - effect / se)) if se > 0 else 1.0
 
 
-def msprt_p_value(estimates: Sequence[float], variances: Sequence[float], tau: float) -> float:
-    """Always-valid p-value after the last estimate: min over looks of 1/Λ (looks = prefixes)."""
-    best = 0.0
-    for n in range(1, len(estimates) + 1):
-        best = max(best, msprt_log_lr(estimates[:n], variances[:n], tau))
-    return float(min(1.0, math.exp(-best)))
+def mde_at_boundary(se: float, boundary: float, power: float) -> float:
+    """The smallest effect that crosses ``boundary`` with ``power``."""
+    return float((boundary + sps.norm.ppf(power)) * se)
+
+
+def spending(alpha: float, first_share: float, max_looks: int) -> list[float]:
+    """Cumulative alpha spent by looks 1..max_looks: ``alpha·first_share`` at the first look, the rest
+    in equal parts over the later ones (linear in the look index). One look spends all of alpha."""
+    if max_looks <= 1:
+        return [alpha]
+    rest = alpha * (1 - first_share)
+    return [alpha * first_share + rest * k / (max_looks - 1) for k in range(max_looks)]
+
+
+@dataclass(frozen=True)
+class SequentialResult:
+    z: float  # cumulative z of the precision-weighted estimate over every look
+    estimate: float  # that estimate
+    se: float  # its standard error, 1 / sqrt(information)
+    boundary: float  # this look's efficacy boundary on z (inf: nothing left to spend)
+    boundaries: tuple[float, ...]  # every look's, first to this one
+    p_value: float  # stage-wise ordering: P_H0(cross earlier, or here with z at least this)
+    alpha_spent: float  # cumulative alpha at this look: significant iff p_value < alpha_spent
+
+
+def _simpson(lo: float, hi: float, step: float, most: int = 2001) -> tuple[np.ndarray, np.ndarray]:
+    """An odd grid over [lo, hi] at about ``step`` (at most ``most`` points) and its Simpson weights."""
+    m = min(most, max(3, math.ceil((hi - lo) / step) + 1))
+    m += 1 - m % 2
+    x = np.linspace(lo, hi, m)
+    w = np.full(m, 2.0)
+    w[1::2], w[0], w[-1] = 4.0, 1.0, 1.0
+    return x, w * (x[1] - x[0]) / 3
+
+
+def group_sequential(
+    estimates: Sequence[float], variances: Sequence[float], cumulative_alpha: Sequence[float]
+) -> SequentialResult:
+    """One-sided group-sequential test of H1: θ > 0 after the last of independent estimates.
+
+    Look k's statistic is Z_k = S_k / sqrt(I_k), S_k = Σ x_i/v_i, I_k = Σ 1/v_i: under H0 (θ = 0)
+    S has independent N(0, I_k − I_{k−1}) increments (so corr(Z_i, Z_j) = sqrt(I_i / I_j)). The
+    boundaries c_k are solved so that P(Z_1 < c_1, …, Z_{k−1} < c_{k−1}, Z_k ≥ c_k) is the alpha
+    spent at look k, by the recursive numerical integration of Armitage, McPherson & Rowe (1969;
+    Jennison & Turnbull 2000, ch. 19): the density of S over the paths still running is carried
+    from look to look on a Simpson grid. The boundaries depend on the information seen, never on
+    the estimates, so recomputing them at every look is the same test. A look with no information
+    (variance 0 or infinite) adds nothing; looks past the last planned one spend nothing more.
+    """
+    pairs = [(x, v) for x, v in zip(estimates, variances, strict=True) if 0 < v < math.inf]
+    if not pairs:
+        return SequentialResult(0.0, 0.0, math.inf, math.inf, (), 1.0, 0.0)
+    k = len(pairs)
+    info = np.cumsum([1.0 / v for _, v in pairs])
+    sd = np.sqrt(np.diff(info, prepend=0.0))  # each look's increment of S
+    spent = [cumulative_alpha[min(i, len(cumulative_alpha) - 1)] for i in range(k)]
+    score = float(sum(x / v for x, v in pairs))
+    bounds: list[float] = []
+    x, wf = np.zeros(1), np.ones(1)  # S = 0 before the first look, with probability 1
+    done = 0.0  # probability of having crossed at an earlier look
+
+    def cross(u: float, j: int) -> float:  # P(still running before look j, and S_j ≥ u)
+        return float(np.sum(wf * sps.norm.sf((u - x) / sd[j])))
+
+    p_value = 1.0
+    for j in range(k):
+        spend = spent[j] - done
+        if spend <= 1e-12:
+            u = math.inf
+        else:
+            top = float(x.max()) + 12 * sd[j]
+            u = float(
+                optimize.brentq(lambda c, j=j, a=spend: cross(c, j) - a, float(x.min()) - 12 * sd[j], top, xtol=1e-9)
+            )
+        bounds.append(u / math.sqrt(info[j]))
+        if j == k - 1:
+            p_value = done + cross(score, j)
+            break
+        done += 0.0 if u == math.inf else cross(u, j)
+        step = min(sd[j], sd[j + 1]) / 8  # resolve both this look's and the next look's kernel
+        lo, hi = -9 * math.sqrt(info[j]), min(u, 9 * math.sqrt(info[j]))
+        t, wt = _simpson(lo, hi, step)
+        dens = np.exp(-0.5 * ((t[:, None] - x[None, :]) / sd[j]) ** 2) @ wf / (sd[j] * math.sqrt(2 * math.pi))
+        x, wf = t, wt * dens
+    est = score / info[-1]
+    z = score / math.sqrt(info[-1])
+    return SequentialResult(z, est, 1 / math.sqrt(info[-1]), bounds[-1], tuple(bounds),
+                            float(min(1.0, max(0.0, p_value))), spent[-1])  # fmt: skip
 
 
 def z_test_mean(mean: float, baseline: float, sigma: float, n: int) -> TestResult:

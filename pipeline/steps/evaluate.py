@@ -9,7 +9,7 @@ or ``reject``. The window's own slice is reported separately.
 
 A standing challenger (one whose evidence was insufficient) is scored again on each new window
 with ``use_pool=False`` and its earlier looks: later looks use only new rows, so the looks are
-independent and the always-valid test may accumulate them.
+independent and the group-sequential test may accumulate them.
 
 The step never raises because the gate said no: the decision record is the artifact.
 """
@@ -289,7 +289,7 @@ def run(
             "metric": ev.metric,
             "methods": {
                 "primary": "mcnemar_exact_one_sided" if ev.metric == "accuracy" else "paired_permutation_one_sided",
-                "sequential": "msprt_half_normal_mixture",
+                "sequential": "group_sequential_linear_spending_by_look",
                 "guardrails": "harm z-test (bootstrap SE), Holm step-down; non-inferiority p reported",
             },
             "metrics": {role: summaries.get(role) for role in ("challenger", "champion")},

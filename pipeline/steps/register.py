@@ -10,7 +10,7 @@ the run). The outcome moves the aliases, each move recorded in the alias history
 - ``reject``: no alias moves; a standing challenger keeps standing.
 
 Each look at a challenger (estimate and variance of the primary metric) goes to the gate-evidence
-table, from which the always-valid test reads its earlier looks.
+table, from which the group-sequential test reads its earlier looks.
 
 Idempotent: the version is found again by its ``pipeline_run_id`` tag, so a retry never creates a
 second version; and the alias moves are ordered (``previous`` first, ``champion`` last) and skipped

@@ -44,11 +44,15 @@ def test_no_significance_is_insufficient_evidence_unless_the_ci_rules_out_the_mi
     assert decide(gate(unclear, earlier_looks=looks), R).outcome == "reject"  # evidence exhausted
 
 
-def test_later_looks_use_only_the_always_valid_test():
-    # p=0.001 would pass the fixed test, but at look 2 only the mSPRT (alpha * share) counts
+def test_later_looks_use_the_group_sequential_test_on_all_looks():
+    # p=0.001 would pass the fixed test, but at look 2 only the cumulative z of both looks counts
     weak = comp(diff=0.005, se=0.02, n=250, p=0.001)
     d = decide(gate(weak, earlier_looks=(Look(0.0, 0.0004, 250),)), R)
-    assert d.look == 2 and not d.promote
+    assert d.look == 2 and not d.promote and "group-sequential" in d.checks[0].detail
+    # two looks of +0.04 at se 0.02: z = 2.83 crosses look 2's boundary (2.35); one alone (z = 2.0) does not
+    steady = comp(diff=0.04, se=0.02, n=250, p=0.5)
+    assert decide(gate(steady, earlier_looks=(Look(0.04, 0.0004, 250),)), R).promote
+    assert decide(gate(comp(diff=0.04, se=0.02, n=250, p=0.05)), R).outcome == "insufficient_evidence"
     strong = tuple(Look(0.05, 0.0001, 1000) for _ in range(2))
     assert decide(gate(comp(diff=0.05, se=0.01, p=0.5), earlier_looks=strong), R).promote
 

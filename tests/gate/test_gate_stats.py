@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy import stats as sps
 
 from pipeline.gate import stats
 
@@ -56,26 +57,51 @@ def test_ece_known_answer_and_disparate_impact():
     assert stats.disparate_impact({"a": 0.9, "b": 0.72}) == pytest.approx(0.8)
 
 
-def test_msprt_is_always_valid_under_the_null_by_simulation():
-    """Ten looks at independent no-gain estimates: P(ever p < 0.05) must stay ≤ 0.05."""
-    rng = np.random.default_rng(7)
-    trials, hits = 2000, 0
-    for _ in range(trials):
-        est = rng.normal(0.0, 0.02, size=10)
-        ps = [stats.msprt_p_value(est[: i + 1], [0.02**2] * (i + 1), tau=0.02) for i in range(10)]
-        hits += min(ps) < 0.05
-    assert hits / trials <= 0.05
-    # and it finds a real gain as evidence accumulates
-    gain = [stats.msprt_p_value([0.03] * n, [0.02**2] * n, tau=0.02) for n in (1, 3, 6)]
-    assert gain[0] > gain[1] > gain[2] and gain[2] < 0.01
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        (2.178, 2.178),
+        (2.797, 1.977),
+    ],  # Pocock and O'Brien-Fleming, two equal looks, one-sided 0.025 (Jennison & Turnbull)
+)
+def test_group_sequential_boundaries_match_the_published_two_look_designs(first, second):
+    spent = [float(sps.norm.sf(first)), 0.025]
+    r = stats.group_sequential([0.0, 0.0], [1.0, 1.0], spent)
+    assert r.boundaries[0] == pytest.approx(first, abs=1e-4)
+    assert r.boundaries[1] == pytest.approx(second, abs=0.005)
 
 
-@settings(max_examples=50, deadline=None, derandomize=True)
-@given(st.lists(st.floats(-0.1, 0.1), min_size=1, max_size=8), st.floats(0.005, 0.05))
-def test_msprt_p_value_never_rises_with_more_looks(est, sd):
-    var = [sd * sd] * len(est)
-    ps = [stats.msprt_p_value(est[: i + 1], var[: i + 1], tau=0.02) for i in range(len(est))]
-    assert all(0 <= p <= 1 for p in ps) and all(ps[i + 1] <= ps[i] + 1e-12 for i in range(len(ps) - 1))
+def test_group_sequential_spends_exactly_alpha_under_the_null_with_uneven_windows():
+    """Boundaries from uneven information (the pool, then small and large windows), checked by 200,000
+    simulated null sequences: each look crosses with the alpha spent there, the whole with alpha."""
+    var = [1 / 12.8, 1.0, 4.0, 1 / 2.0]  # information 12.8, then 1, 0.25, 2 (pool rows vs later windows)
+    spent = stats.spending(0.05, 0.75, 4)
+    assert spent == pytest.approx([0.0375, 0.0375 + 0.0125 / 3, 0.0375 + 0.025 / 3, 0.05])
+    bounds = stats.group_sequential([0.0] * 4, var, spent).boundaries
+    rng = np.random.default_rng(5)
+    x = rng.normal(0.0, np.sqrt(var), size=(200_000, 4))
+    info = np.cumsum(1 / np.array(var))
+    z = np.cumsum(x / np.array(var), axis=1) / np.sqrt(info)
+    crossed = np.maximum.accumulate(z >= np.array(bounds), axis=1).mean(axis=0)
+    assert crossed == pytest.approx(spent, abs=0.002)
+    assert stats.spending(0.05, 0.75, 1) == [0.05]
+
+
+@settings(max_examples=30, deadline=None, derandomize=True)
+@given(st.lists(st.floats(-0.1, 0.1), min_size=1, max_size=4), st.lists(st.floats(0.005, 0.05), min_size=4, max_size=4))
+def test_group_sequential_p_value_is_below_the_alpha_spent_exactly_when_z_crosses(est, sds):
+    var = [s * s for s in sds[: len(est)]]
+    r = stats.group_sequential(est, var, stats.spending(0.05, 0.75, 4))
+    assert 0 <= r.p_value <= 1
+    if abs(r.z - r.boundary) > 1e-3:
+        assert (r.p_value < r.alpha_spent) == (r.z >= r.boundary)
+
+
+def test_more_consistent_evidence_crosses_a_boundary_one_window_could_not():
+    spent = stats.spending(0.05, 0.75, 4)
+    one = stats.group_sequential([0.03], [0.02**2], spent)
+    three = stats.group_sequential([0.03] * 3, [0.02**2] * 3, spent)
+    assert one.z < one.boundary and three.z > three.boundary and three.p_value < three.alpha_spent
 
 
 def test_calibration_error_is_not_biased_against_a_sharper_calibrated_model():
