@@ -38,7 +38,12 @@ def _alive(pid: int) -> bool:
 
 def _start(tmp_path: Path) -> tuple[subprocess.Popen, list[int]]:
     pids_file = tmp_path / "pids"
-    launcher = subprocess.Popen([sys.executable, "-c", LAUNCHER, SERVER, str(pids_file)])
+    # SIGINT back to its default in the launcher: a shell without job control starts background jobs
+    # (``make test &``) with SIGINT ignored, and Python keeps an inherited "ignore"
+    launcher = subprocess.Popen(
+        [sys.executable, "-c", LAUNCHER, SERVER, str(pids_file)],
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.time() + 30
     while time.time() < deadline and not pids_file.exists():
         time.sleep(0.1)
