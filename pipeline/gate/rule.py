@@ -150,7 +150,7 @@ def primary_check(inp: GateInput, rules: GateRules) -> tuple[Check, bool, bool]:
     looks = [*inp.earlier_looks, Look(p.diff, p.se * p.se, p.n)]
     gs = stats.group_sequential([x.estimate for x in looks], [x.variance for x in looks], spend)
     p_fixed = p.p_value if (look == 1 and p.p_value is not None) else None
-    level = spend[min(look, len(spend)) - 1]
+    level = spend[0] if look == 1 else gs.alpha_spent  # a look without information spends nothing
     p_used = p_fixed if p_fixed is not None else gs.p_value
     significant = p_used < level
     if look == 1:

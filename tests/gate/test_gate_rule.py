@@ -55,6 +55,10 @@ def test_later_looks_use_the_group_sequential_test_on_all_looks():
     assert decide(gate(comp(diff=0.04, se=0.02, n=250, p=0.05)), R).outcome == "insufficient_evidence"
     strong = tuple(Look(0.05, 0.0001, 1000) for _ in range(2))
     assert decide(gate(comp(diff=0.05, se=0.01, p=0.5), earlier_looks=strong), R).promote
+    # a look without information (identical predictions: variance 0) spends nothing: z = 1.75 (p 0.040)
+    # is judged at the first look's 0.0375, not at look 2's 0.0417
+    blank = (Look(0.0, 0.0, 250),)
+    assert decide(gate(comp(diff=0.035, se=0.02, n=250, p=0.5), earlier_looks=blank), R).outcome != "promote"
 
 
 def test_guardrails_block_only_a_significant_regression_beyond_the_margin():
