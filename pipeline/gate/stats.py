@@ -10,8 +10,8 @@
 - :func:`spending` / :func:`group_sequential` — the group-sequential test over a standing
   challenger's looks (one independent estimate per window): the cumulative z statistic of the
   precision-weighted estimate, error spending by look index (Lan & DeMets 1983), each look's
-  boundary from the observed information (corr(Z_i, Z_j) = sqrt(I_i / I_j), the multivariate
-  normal of ``scipy.stats.multivariate_normal``), and the stage-wise ordering p-value. Under H0
+  boundary from the observed information (corr(Z_i, Z_j) = sqrt(I_i / I_j); recursive numerical
+  integration), and the stage-wise ordering p-value. Under H0
   the chance of crossing at any look is the alpha spent, however the windows' sizes fall.
 - :func:`z_test_mean` — repeated evaluation runs against a known baseline mean and σ.
 - :func:`expected_calibration_error` and :func:`disparate_impact`.
@@ -85,21 +85,19 @@ def non_inferiority(diff: float, se: float, margin: float) -> TestResult:
 
 def power_one_sided(effect: float, se: float, alpha: float) -> float:
     """Power of a one-sided level-alpha z test to detect ``effect`` when the estimate's SE is ``se``."""
-    if not math.isfinite(se) or se <= 0:
-        return 0.0 if not math.isfinite(se) else 1.0
-    return float(sps.norm.sf(sps.norm.isf(alpha) - effect / se))
+    return power_at_boundary(effect, se, float(sps.norm.isf(alpha)))
 
 
 def mde(se: float, alpha: float, power: float) -> float:
     """The smallest effect a one-sided level-alpha test detects with ``power``."""
-    return float((sps.norm.isf(alpha) + sps.norm.ppf(power)) * se)
+    return mde_at_boundary(se, float(sps.norm.isf(alpha)), power)
 
 
 def power_at_boundary(effect: float, se: float, boundary: float) -> float:
     """P(Z ≥ boundary) when the estimate's true value is ``effect`` and its SE ``se``."""
     if not math.isfinite(se) or not math.isfinite(boundary):
         return 0.0
-    return float(sps.norm.sf(boundary - effect / se)) if se > 0 else 1.0
+    return float(sps.norm.sf(boundary - effect / se)) if se > 0 else 1.0  # no noise: any gain crosses
 
 
 def mde_at_boundary(se: float, boundary: float, power: float) -> float:
