@@ -220,6 +220,12 @@ class EvaluateConfig(Section):
         ge=1,
         description="Pool rows older than this move to the memory holdout (a year and a month: every season).",
     )
+    pool_half_life_days: float | None = Field(
+        90,
+        gt=0,
+        description="Recency of the pool: a row this many days older than the window is kept with chance 1/2 "
+        "(a fixed draw per row), so the pool follows what the model will serve; null: every row kept.",
+    )
     memory_max_rows: int = Field(
         1000, ge=0, description="Memory holdout (earlier seasons) rows, to measure forgetting."
     )

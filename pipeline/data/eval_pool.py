@@ -4,7 +4,12 @@ Each window's test split joins the pool when its run commits (one Parquet file p
 ``{home}/eval_pool/``, written once, by rename). At evaluation:
 
 - **pool**: rows from windows that ended at most ``evaluate.pool_max_age_days`` before the window
-  under evaluation (never later ones), newest first, at most ``pool_max_rows``, stratified by label;
+  under evaluation (never later ones), thinned by recency (a row ``a`` days older than the window
+  stays with chance ``0.5 ** (a / pool_half_life_days)``, a fixed draw from a hash of its id, so
+  every look and every rerun sees the same rows), at most ``pool_max_rows``, stratified by label.
+  Under concept drift the gate then judges on what the model will serve next, not on last year's
+  meaning of a label (on the HuffPost replay, per-class guardrails on a 400-day pool blocked
+  challengers that were better on the next window);
 - **memory holdout**: older rows (earlier seasons), at most ``memory_max_rows``, stratified: the
   forgetting guardrail;
 - **exclusion**: any row whose normalized text is in a training set the compared models saw, or is a
@@ -15,6 +20,7 @@ Each window's test split joins the pool when its run commits (one Parquet file p
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import tempfile
@@ -69,6 +75,20 @@ def _stratified(df: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
     return out.head(n)
 
 
+def kept_by_recency(ids: Iterable[object], ages_days: Iterable[float], half_life_days: float | None) -> list[bool]:
+    """Which rows stay in the pool: ``u(id) < 0.5 ** (age / half_life)``, ``u`` uniform from a hash of the id.
+
+    Independent of any prediction (the pool stays a fixed sample, so the gate's tests stay valid) and
+    the same on every call (a standing challenger's later looks see the rows its first look saw)."""
+    if half_life_days is None:
+        return [True for _ in ids]
+    out = []
+    for i, age in zip(ids, ages_days, strict=True):
+        u = int.from_bytes(hashlib.blake2b(str(i).encode(), digest_size=8).digest(), "big") / 2.0**64
+        out.append(u < 0.5 ** (max(float(age), 0.0) / half_life_days))
+    return out
+
+
 def load(cfg: PipelineConfig, *, as_of: str | None, exclude_ids: Iterable[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(pool, memory) as of the window ending ``as_of``; ``exclude_ids`` (the window's own rows) left out."""
     files = [paths.local_path(u) for u in paths.listdir(pool_dir(cfg), "*.parquet")]
@@ -85,6 +105,8 @@ def load(cfg: PipelineConfig, *, as_of: str | None, exclude_ids: Iterable[str]) 
         df = df[ends.notna() & (ends <= end)]  # never a later window's rows (replays, backfills)
         ends = ends[df.index]
         recent = df[ends >= end - timedelta(days=ev.pool_max_age_days)]
+        ages = [(end - e).days for e in ends[recent.index]]
+        recent = recent[kept_by_recency(recent["example_id"], ages, ev.pool_half_life_days)]
         older = df[ends < end - timedelta(days=ev.pool_max_age_days)]
     else:
         recent, older = df, df.iloc[:0]

@@ -291,6 +291,9 @@ def run(
                 "primary": "mcnemar_exact_one_sided" if ev.metric == "accuracy" else "paired_permutation_one_sided",
                 "sequential": "group_sequential_linear_spending_by_look",
                 "guardrails": "harm z-test (bootstrap SE), Holm step-down; non-inferiority p reported",
+                "pool": "all rows"
+                if ev.pool_half_life_days is None
+                else f"thinned by recency, half-life {ev.pool_half_life_days:g} days",
             },
             "metrics": {role: summaries.get(role) for role in ("challenger", "champion")},
             "labels": labels,

@@ -134,7 +134,7 @@ def test_a_removed_gate_key_says_what_replaced_it(key: str) -> None:
 def test_the_pool_and_memory_holdout_join_and_training_rows_are_excluded(gate_cfg, tmp_path: Path) -> None:
     from pipeline.data import eval_pool
 
-    cfg = gate_cfg()
+    cfg = gate_cfg(evaluate={"pool_half_life_days": None})  # every pool row, to count the exclusions
     for i, end in enumerate(("2025-02-20", "2023-06-01")):  # a recent window and one from an earlier season
         old = split_rows().assign(example_id=lambda d, i=i: f"old{i}-" + d["example_id"],
                                   text=lambda d, i=i: f"window {i} " + d["text"])  # fmt: skip
