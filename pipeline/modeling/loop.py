@@ -10,6 +10,10 @@ it to the measurement: like for like (nothing frozen) against a well-configured 
 padding, length grouping, bf16, fused AdamW), in the same process, it is 1.05× faster on the
 simulator and 1.03× on banking77 at equal or better val macro-F1 (``benchmarks/results/finetune.md``).
 
+The frozen bottom (embeddings and the lowest ``freeze_layers`` blocks) runs in eval mode and, from
+a row's second epoch on, is skipped: its output per row is kept the first time
+(:mod:`pipeline.modeling.frozen_cache`, ``finetune.frozen_cache_mb``).
+
 Checkpoints (``checkpoint_dir``): every ``checkpoint_every_steps`` optimizer steps and at each
 epoch's end, one file written atomically (the trainable weights, optimizer, scheduler, RNG state,
 position in the epoch, history). A rerun with the same ``checkpoint_dir`` resumes from it and, on
@@ -42,6 +46,7 @@ from tqdm import tqdm
 from pipeline.config import FinetuneConfig
 from pipeline.modeling import inference
 from pipeline.modeling.batching import collate, epoch_batches, padding_ratio
+from pipeline.modeling.frozen_cache import FrozenCache, set_frozen_eval
 from pipeline.modeling.precision import autocast
 from pipeline.modeling.surgery import is_head
 
@@ -77,6 +82,8 @@ class Outcome:
     tokens: int = 0  # real (unpadded) tokens trained on
     budget_hit: str | None = None  # "max_steps" / "max_seconds" when a budget ended training
     resumed_from_step: int | None = None
+    cached_batches: int = 0  # batches that skipped the frozen bottom (its kept outputs replayed)
+    cached_tokens: int = 0  # their real tokens
     history: list[dict[str, float]] = field(default_factory=list)
 
 
@@ -187,6 +194,7 @@ def train(
     scheduler_name = "constant_with_warmup" if ft.lr_scheduler == "constant" and warmup_steps else ft.lr_scheduler
     scheduler = get_scheduler(scheduler_name, optimizer, num_warmup_steps=warmup_steps, num_training_steps=total_steps)
     model.to(device)
+    cache = FrozenCache(model, lengths, int(getattr(model.config, "hidden_size", 0)), ft.frozen_cache_mb)
     out = Outcome()
     bad_epochs, start_epoch, skip, done = 0, 1, 0, False
     loss_sum, seen = 0.0, 0
@@ -234,6 +242,7 @@ def train(
         started = time.perf_counter()
         epoch_tokens, epoch_rows = 0, 0
         model.train()
+        set_frozen_eval(model)
         bar = tqdm(
             total=len(batches),
             initial=first,
@@ -248,7 +257,7 @@ def train(
             idx = batches[step - 1]
             batch = {k: v.to(device) for k, v in collate([train.ids[i] for i in idx], pad_id).items()}
             y = torch.as_tensor(train.labels[idx], dtype=torch.long).to(device)
-            with autocast(device, precision):
+            with autocast(device, precision), cache.step(idx):
                 z = model(**batch).logits
             loss = nn.functional.cross_entropy(z.float(), y, weight=weights)
             group = min(accum, len(batches) - (step - 1) // accum * accum)  # batches in this optimizer step
@@ -275,6 +284,9 @@ def train(
         train_seconds = time.perf_counter() - started
         out.train_seconds += train_seconds
         out.tokens += epoch_tokens
+        out.cached_batches += cache.replayed_batches
+        out.cached_tokens += cache.replayed_tokens
+        cache.replayed_batches = cache.replayed_tokens = 0
         pred = _predict(
             model, val, batch_size=max(ft.batch_size, 64), pad_id=pad_id, device=device, precision=precision
         )
