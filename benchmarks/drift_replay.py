@@ -209,7 +209,7 @@ def main() -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     t0 = time.time()
-    gate = {k: float(v) for k, v in (kv.split("=", 1) for kv in a.evaluate.split(",") if kv)}
+    gate: dict = dict(kv.split("=", 1) for kv in a.evaluate.split(",") if kv)  # pydantic parses the strings
     pol: dict = dict(kv.split("=", 1) for kv in a.policy.split(",") if kv)  # pydantic parses the strings
     md = [f"# Real data through the real loop\n\n`python benchmarks/drift_replay.py --dataset {a.dataset} --max-rows "
           f"{a.max_rows} --strategies {a.strategies} --max-windows {a.max_windows} --evaluate '{a.evaluate}' --policy '{a.policy}' --tag '{a.tag}'` on {platform.machine()}, fine-tune {FINETUNE}, first-model floor {FIRST_MODEL_FLOOR}.\n"]  # fmt: skip

@@ -187,6 +187,11 @@ class EvaluateConfig(Section):
     guardrail_alpha: float = Field(
         0.05, gt=0, lt=1, description="Family-wise level (Holm) at which a guardrail regression blocks promotion."
     )
+    guardrail_test: Literal["harm", "beyond_margin"] = Field(
+        "harm",
+        description="When a guardrail blocks: harm = a significant drop (H0: no drop) whose estimate passes the "
+        "margin; beyond_margin = a drop significantly larger than the margin (H0: drop ≤ margin).",
+    )
     class_f1_margin: float = Field(0.05, ge=0, description="Guardrail margin: per-class F1 may drop this much.")
     segment_accuracy_margin: float = Field(0.03, ge=0, description="Guardrail margin: per-segment accuracy drop.")
     memory_accuracy_margin: float = Field(0.03, ge=0, description="Guardrail margin: memory-holdout accuracy drop.")
@@ -221,10 +226,10 @@ class EvaluateConfig(Section):
         description="Pool rows older than this move to the memory holdout (a year and a month: every season).",
     )
     pool_half_life_days: float | None = Field(
-        90,
+        None,
         gt=0,
         description="Recency of the pool: a row this many days older than the window is kept with chance 1/2 "
-        "(a fixed draw per row), so the pool follows what the model will serve; null: every row kept.",
+        "(a fixed draw per row); null: every row kept (fewer rows cost power: see the README).",
     )
     memory_max_rows: int = Field(
         1000, ge=0, description="Memory holdout (earlier seasons) rows, to measure forgetting."

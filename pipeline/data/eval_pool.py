@@ -6,10 +6,10 @@ Each window's test split joins the pool when its run commits (one Parquet file p
 - **pool**: rows from windows that ended at most ``evaluate.pool_max_age_days`` before the window
   under evaluation (never later ones), thinned by recency (a row ``a`` days older than the window
   stays with chance ``0.5 ** (a / pool_half_life_days)``, a fixed draw from a hash of its id, so
-  every look and every rerun sees the same rows), at most ``pool_max_rows``, stratified by label.
-  Under concept drift the gate then judges on what the model will serve next, not on last year's
-  meaning of a label (on the HuffPost replay, per-class guardrails on a 400-day pool blocked
-  challengers that were better on the next window);
+  every look and every rerun sees the same rows; off by default), at most ``pool_max_rows``,
+  stratified by label. Thinning makes the pool look like what the model will serve next, at the
+  cost of rows: on the HuffPost replay a 90-day half-life left about 230 evaluation rows a
+  quarter, power fell to 8–10% at +2 points and the served macro-F1 from 0.253 to 0.242;
 - **memory holdout**: older rows (earlier seasons), at most ``memory_max_rows``, stratified: the
   forgetting guardrail;
 - **exclusion**: any row whose normalized text is in a training set the compared models saw, or is a

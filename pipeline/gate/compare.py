@@ -151,6 +151,7 @@ def rules_from(ev: EvaluateConfig) -> GateRules:
         min_effect=ev.min_effect,
         max_looks=ev.max_looks,
         guardrail_alpha=ev.guardrail_alpha,
+        guardrail_test=ev.guardrail_test,
         margins={
             "class": ev.class_f1_margin,
             "segment": ev.segment_accuracy_margin,

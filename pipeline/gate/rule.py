@@ -64,6 +64,7 @@ class GateRules:
     target_power: float = 0.8
     max_looks: int = 4
     guardrail_alpha: float = 0.05
+    guardrail_test: Literal["harm", "beyond_margin"] = "harm"
     margins: dict[str, float] = field(
         default_factory=lambda: {"class": 0.05, "segment": 0.03, "memory": 0.03, "ece": 0.03}
     )
@@ -189,7 +190,9 @@ def primary_check(inp: GateInput, rules: GateRules) -> tuple[Check, bool, bool]:
 
 def guardrail_checks(guards: tuple[Comparison, ...], rules: GateRules) -> list[Check]:
     gated = [g for g in guards if g.n >= rules.min_support]
-    harm = [stats.non_inferiority(-g.diff, g.se, 0.0).p_value for g in gated]  # H0: diff ≥ 0
+    beyond = rules.guardrail_test == "beyond_margin"
+    # harm: H0 diff ≥ 0 (then the point estimate must pass the margin); beyond_margin: H0 diff ≥ −margin
+    harm = [stats.non_inferiority(-g.diff, g.se, -_margin(rules, g.name) if beyond else 0.0).p_value for g in gated]
     if harm:
         holm = multipletests(harm, alpha=rules.guardrail_alpha, method="holm")
         significant = dict(zip([g.name for g in gated], holm[0], strict=True))
@@ -211,9 +214,10 @@ def guardrail_checks(guards: tuple[Comparison, ...], rules: GateRules) -> list[C
             continue
         blocked = bool(significant.get(g.name)) and g.diff < -m
         note = (
-            f": regression beyond the margin, Holm p={adjusted[g.name]:.4g} < {rules.guardrail_alpha}"
+            f": regression {'significantly ' if beyond else ''}beyond the margin, Holm p={adjusted[g.name]:.4g} "
+            f"< {rules.guardrail_alpha}"
             if blocked
-            else f": no significant regression beyond the margin (Holm p={adjusted[g.name]:.4g}); "
+            else f": no significant regression{' beyond the margin' if beyond else ''} (Holm p={adjusted[g.name]:.4g}); "
             f"non-inferiority p={ni.p_value:.3g}, power {power:.0%}"
         )
         out.append(Check(g.name, "fail" if blocked else "pass", head + note, g.diff, g.ci_low, g.ci_high, -m,

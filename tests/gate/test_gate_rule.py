@@ -72,6 +72,17 @@ def test_guardrails_block_only_a_significant_regression_beyond_the_margin():
     assert decide(gate(guardrails=(within,)), R).promote
 
 
+def test_beyond_margin_blocks_only_a_drop_shown_to_exceed_the_margin():
+    beyond = replace(R, guardrail_test="beyond_margin")
+    # -0.11 at se 0.04: harm p 0.003 blocks under "harm"; beyond the 0.05 margin z = 1.5, p 0.067: passes
+    noisy = comp("class:us_news", diff=-0.11, se=0.04, n=40)
+    assert decide(gate(guardrails=(noisy,)), R).outcome == "reject"
+    assert decide(gate(guardrails=(noisy,)), beyond).promote
+    clear = comp("class:billing", diff=-0.15, se=0.03, n=300)  # beyond the margin: z = 3.3
+    d = decide(gate(guardrails=(clear,)), beyond)
+    assert d.outcome == "reject" and "significantly beyond the margin" in d.reasons[0]
+
+
 def test_holm_keeps_one_borderline_guardrail_among_many_from_blocking():
     borderline = comp("segment:terse", diff=-0.06, se=0.035, n=300)  # harm p ≈ 0.043 alone
     assert decide(gate(guardrails=(borderline,)), R).outcome == "reject"
