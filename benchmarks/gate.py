@@ -19,6 +19,9 @@ Parts, each a table in ``benchmarks/results/gate.md``:
 5. **The old rule** (two-sided McNemar gated on direction AND a 95% bootstrap CI above 0), in the
    same process on the same trials, as the baseline.
 
+``--guardrails`` runs only the guardrail tables: false blocks (A/A) and blocks of a real per-class
+regression, under each ``evaluate.guardrail_test`` (``harm``, ``beyond_margin``): ``gate_guardrails.md``.
+
 ``--reassess`` runs only the accumulation when each later look scores the whole new window
 (``evaluate.reassess_rows: window``) against its test split alone: ``gate_reassess.md``.
 
@@ -33,6 +36,7 @@ import json
 import platform
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -150,13 +154,60 @@ def main_reassess(trials: int) -> int:
     return 0
 
 
+def guard(n: int, gain: float, drop: float, trials: int, seed: int) -> dict:
+    """Both guardrail tests on the same trials: the challenger gains ``gain`` overall and then misses
+    a share ``drop`` of the rows of class 1 (prior 0.16) it had right: a real per-class regression."""
+    rng = np.random.default_rng(seed)
+    modes = ("harm", "beyond_margin")
+    rules = {m: replace(RULES, guardrail_test=m) for m in modes}
+    blocked = dict.fromkeys(modes, 0)
+    promoted = dict.fromkeys(modes, 0)
+    class_diff = []
+    for _ in range(trials):
+        y, a, b, seg = pair(n, gain, rng)
+        hit = (y == "1") & (b == y) & (rng.random(n) < drop)
+        b = np.where(hit, ((1 + rng.integers(1, K, n)) % K).astype(str), b)
+        inp = gate_input(y, a, b, seg)
+        class_diff.append(next((g.diff for g in inp.guardrails if g.name == "class:1"), float("nan")))
+        for m in modes:
+            d = rule.decide(inp, rules[m])
+            blocked[m] += any(c.status == "fail" and c.name.startswith("class:") for c in d.checks)
+            promoted[m] += d.promote
+    return {"rows": n, "accuracy_gain": gain, "class_1_recall_lost": drop, "trials": trials,
+            "class_1_f1_diff": round(float(np.nanmean(class_diff)), 4),
+            **{f"blocked_{m}": blocked[m] / trials for m in modes},
+            **{f"promote_{m}": promoted[m] / trials for m in modes}}  # fmt: skip
+
+
+def main_guardrails(trials: int) -> int:
+    """What each guardrail test blocks: A/A (no regression anywhere) and a real class-1 regression."""
+    t0 = time.time()
+    aa = [guard(n, 0.0, 0.0, trials, 500 + n) for n in (WINDOW, 800, POOL)]
+    real = [guard(800, 0.03, d, trials, 600 + i) for i, d in enumerate((0.0, 0.15, 0.3, 0.5))]
+    md = [f"# Guardrail tests: what each one blocks\n\n`python benchmarks/gate.py --guardrails --trials {trials}`, "
+          f"class_f1_margin={EV.class_f1_margin}, guardrail_alpha={RULES.guardrail_alpha}, min_support="
+          f"{RULES.min_support}. `harm`: a class blocks when its drop is significant (H0: no drop, Holm) and its "
+          "estimate passes the margin; `beyond_margin`: when the drop is significantly larger than the margin "
+          "(H0: drop ≤ margin, Holm). Same trials for both.\n\n## A/A: no regression anywhere (a block is a false "
+          "block)\n\n", table(aa), "\n## +3 points overall, class 1 (prior 0.16) loses a share of the rows it had "
+          "right\n\n", table(real), f"\nTotal {time.time() - t0:.0f}s.\n"]  # fmt: skip
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "gate_guardrails.md").write_text("".join(md))
+    (RESULTS / "gate_guardrails.json").write_text(json.dumps({"aa": aa, "regression": real}, indent=1))
+    print("".join(md))
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--trials", type=int, default=2000, help="A/A trials per setting (power uses a quarter)")
     ap.add_argument("--reassess", action="store_true", help="only the whole-window reassessment tables")
+    ap.add_argument("--guardrails", action="store_true", help="only the guardrail-test tables (harm, beyond_margin)")
     a = ap.parse_args()
     if a.reassess:
         return main_reassess(a.trials)
+    if a.guardrails:
+        return main_guardrails(a.trials)
     t0 = time.time()
     n_pow = max(100, a.trials // 4)
     md = [f"# Promotion gate calibration\n\n`python benchmarks/gate.py --trials {a.trials}` on {platform.machine()} "
