@@ -344,6 +344,7 @@ def run(
                     "train_seconds": outcome.train_seconds,
                     "train_steps": outcome.steps,
                     "train_tokens": outcome.tokens,
+                    "frozen_cache_batches": outcome.cached_batches,
                     "tokens_per_second": outcome.tokens / outcome.train_seconds if outcome.train_seconds > 0 else 0.0,
                     "temperature": temperature,
                 },

@@ -459,7 +459,8 @@ def test_a_training_killed_mid_epoch_resumes_from_its_checkpoint_with_the_same_r
     from safetensors.torch import load_file
 
     out, marker = tmp_path / "out", tmp_path / "saved"
-    cfg = fcfg(epochs=3, checkpoint_every_steps=2, early_stopping_patience=5, precision="fp32")
+    cfg = fcfg(epochs=3, checkpoint_every_steps=2, early_stopping_patience=5, precision="fp32",
+               freeze_embeddings=True, freeze_layers=1)  # fmt: skip
     (tmp_path / "cfg.json").write_text(cfg.model_dump_json())
     argv = [str(tmp_path / "cfg.json"), str(tiny_model_dir), data["train_uri"], data["val_uri"], str(out), str(marker)]
     proc = subprocess.Popen([sys.executable, "-c", HANGS_AFTER_A_CHECKPOINT, *argv])
@@ -478,6 +479,8 @@ def test_a_training_killed_mid_epoch_resumes_from_its_checkpoint_with_the_same_r
     assert run.data.tags["resumed_from_step"] == "8"  # 6 steps in epoch 1, 2 in epoch 2
     assert run.data.metrics["train_steps"] == client.get_run(plain.mlflow_run_id).data.metrics["train_steps"] == 18
     assert resumed.best_val_macro_f1 == plain.best_val_macro_f1 and resumed.epochs_run == plain.epochs_run == 3
+    # epochs 2 and 3 of the plain run skip the frozen bottom (the embeddings and the lowest block)
+    assert client.get_run(plain.mlflow_run_id).data.metrics["frozen_cache_batches"] == 12
     a, b = load_file(out / "model" / "model.safetensors"), load_file(tmp_path / "plain" / "model" / "model.safetensors")
     assert a.keys() == b.keys() and all(bool((a[k] == b[k]).all()) for k in a), "resumed weights differ"
     assert not (tmp_path / ".out.checkpoints").exists()  # removed once the step succeeded
