@@ -28,6 +28,7 @@ from collections.abc import Iterable
 from datetime import date, timedelta
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from pipeline import paths, storage
@@ -106,7 +107,9 @@ def load(cfg: PipelineConfig, *, as_of: str | None, exclude_ids: Iterable[str]) 
         ends = ends[df.index]
         recent = df[ends >= end - timedelta(days=ev.pool_max_age_days)]
         ages = [(end - e).days for e in ends[recent.index]]
-        recent = recent[kept_by_recency(recent["example_id"], ages, ev.pool_half_life_days)]
+        if ev.pool_half_life_days is not None:  # a boolean mask (a plain empty list would select no columns)
+            kept = np.asarray(kept_by_recency(recent["example_id"], ages, ev.pool_half_life_days), dtype=bool)
+            recent = recent.loc[kept]
         older = df[ends < end - timedelta(days=ev.pool_max_age_days)]
     else:
         recent, older = df, df.iloc[:0]

@@ -53,3 +53,14 @@ def test_the_pool_follows_recent_windows(tmp_path: Path) -> None:
         home=str(tmp_path / "home"), evaluate={"pool_half_life_days": None, "pool_max_rows": 100000}
     )
     assert len(eval_pool.load(unthinned, as_of="2025-06-01", exclude_ids=[])[0]) == 4000
+
+
+@pytest.mark.parametrize("half_life", [None, 30.0])
+def test_a_pool_with_no_recent_rows_is_empty_with_its_columns(tmp_path: Path, half_life: float | None) -> None:
+    cfg = load_config(home=str(tmp_path / "home"), evaluate={"pool_half_life_days": half_life})
+    frame = pd.DataFrame({"example_id": ["a", "b"], "text": "t", "label": ["x", "y"], "segment": "s"})
+    frame.to_parquet(tmp_path / "old.parquet", index=False)
+    eval_pool.add(cfg, str(tmp_path / "old.parquet"), "old", "2023-01-01")  # older than pool_max_age_days
+    pool, memory = eval_pool.load(cfg, as_of="2025-06-01", exclude_ids=[])
+    assert pool.empty and {"example_id", "label", "text"} <= set(pool.columns)
+    assert sorted(memory["label"]) == ["x", "y"]
