@@ -33,11 +33,16 @@ def _f1_matrix(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return f1, (f1 * present).sum(axis=1) / np.maximum(present.sum(axis=1), 1)
 
 
-def _comparison(name: str, a: float, b: float, diffs: np.ndarray, n: int, p: float | None = None) -> Comparison:
+def _comparison(
+    name: str, a: float, b: float, diffs: np.ndarray, n: int, p: float | None = None, keep: bool = False
+) -> Comparison:
+    """``keep``: carry the bootstrap diffs (a guardrail is tested on them)."""
     low, high = np.percentile(diffs, [2.5, 97.5]) if len(diffs) else (math.nan, math.nan)
+    boot = tuple(float(x) for x in diffs) if keep else ()
     return Comparison(
-        name, float(a), float(b), float(b - a), stats.standard_error(diffs), float(low), float(high), n, p
-    )
+        name, float(a), float(b), float(b - a), stats.standard_error(diffs), float(low), float(high), n, p,
+        boot_diffs=boot,
+    )  # fmt: skip
 
 
 def primary_and_classes(
@@ -83,7 +88,7 @@ def primary_and_classes(
     for j, label in enumerate(all_labels):
         if label in classes:
             support = int(np.sum(np.asarray(y_true).astype(str) == label))
-            per_class.append(_comparison(f"class:{label}", fa0[0, j], fb0[0, j], dc[:, j], support))
+            per_class.append(_comparison(f"class:{label}", fa0[0, j], fb0[0, j], dc[:, j], support, keep=True))
     return primary, per_class
 
 
@@ -139,7 +144,7 @@ def calibration(
     low, high = np.percentile(diffs, [2.5, 97.5])
     # stored as "improvement": champion − challenger, so that > 0 is better like every other guardrail
     return Comparison("ece", ea, eb, ea - eb, stats.standard_error(diffs), float(low), float(high), n,
-                      higher_is_better=False)  # fmt: skip
+                      higher_is_better=False, boot_diffs=tuple(float(x) for x in diffs))  # fmt: skip
 
 
 def rules_from(ev: EvaluateConfig) -> GateRules:

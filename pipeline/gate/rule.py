@@ -24,7 +24,10 @@ Error control, stated:
   the power of that test. Gated: a guardrail blocks when the regression is both significant (its
   one-sided harm p-value, H0: diff ≥ 0, survives Holm's step-down across the gated guardrails at
   ``guardrail_alpha``, so an A/A pair is blocked with probability ≤ guardrail_alpha) and larger
-  than its margin (point estimate < −margin). A guardrail with fewer than ``min_support`` rows is
+  than its margin (point estimate < −margin); with ``guardrail_test: beyond_margin``, when the
+  drop is significantly larger than the margin (H0: diff ≥ −margin). The harm p-value of a
+  bootstrapped comparison (per-class F1, ECE) is the percentile bootstrap's, so it agrees with the
+  reported CI; accuracy differences (exact paired means) use the z test. A guardrail with fewer than ``min_support`` rows is
   too small to test: reported, not gated.
 - **Fairness**: the disparate-impact ratio (min/max per-segment accuracy) must be ≥
   ``min_disparate_impact``, unless the champion is already below it and the challenger is not
@@ -48,6 +51,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
 from statsmodels.stats.multitest import multipletests
 
 from pipeline.gate import stats
@@ -88,6 +92,8 @@ class Comparison:
     n: int
     p_value: float | None = None  # the primary's superiority test
     higher_is_better: bool = True  # False for ECE: its diff is flipped by the caller so that > 0 is better
+    # the paired bootstrap's diffs (per-class F1, ECE): a guardrail is then tested on them, as its CI is
+    boot_diffs: tuple[float, ...] = field(default=(), repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -188,11 +194,23 @@ def primary_check(inp: GateInput, rules: GateRules) -> tuple[Check, bool, bool]:
     return check, significant, futile
 
 
+def _harm_p(g: Comparison, threshold: float) -> float:
+    """One-sided p of H0: diff ≥ threshold. On a bootstrapped comparison, the percentile bootstrap's
+    (the share of resampled diffs at or above the threshold, +1 smoothed), so the test agrees with the
+    reported percentile CI: a skewed estimator (the debiased ECE of a near-uniform champion sits at
+    its floor of 0) made the normal z block a +10-point challenger whose ECE CI held 0. Otherwise
+    (accuracy: an exact paired mean) the z test on the standard error."""
+    if g.boot_diffs:
+        d = np.asarray(g.boot_diffs)
+        return float((1 + np.sum(d >= threshold)) / (1 + len(d)))
+    return stats.non_inferiority(-g.diff, g.se, threshold).p_value  # H0: −diff ≤ −threshold
+
+
 def guardrail_checks(guards: tuple[Comparison, ...], rules: GateRules) -> list[Check]:
     gated = [g for g in guards if g.n >= rules.min_support]
     beyond = rules.guardrail_test == "beyond_margin"
     # harm: H0 diff ≥ 0 (then the point estimate must pass the margin); beyond_margin: H0 diff ≥ −margin
-    harm = [stats.non_inferiority(-g.diff, g.se, -_margin(rules, g.name) if beyond else 0.0).p_value for g in gated]
+    harm = [_harm_p(g, -_margin(rules, g.name) if beyond else 0.0) for g in gated]
     if harm:
         holm = multipletests(harm, alpha=rules.guardrail_alpha, method="holm")
         significant = dict(zip([g.name for g in gated], holm[0], strict=True))

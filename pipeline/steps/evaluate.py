@@ -126,6 +126,11 @@ def _latency_p95(models: dict[str, _Model], texts: pd.DataFrame) -> dict[str, fl
     }
 
 
+def _record(c: rule.Comparison) -> dict[str, Any]:
+    """A comparison for the decision record, without its bootstrap diffs."""
+    return {k: v for k, v in asdict(c).items() if k != "boot_diffs"}
+
+
 def _metric_key(name: str) -> str:
     return _METRIC_NAME_UNSAFE.sub("_", name)
 
@@ -281,7 +286,7 @@ def run(
             "checks": [asdict(c) for c in gd.checks],
             "earlier_looks": [asdict(x) for x in earlier_looks],
             "standing": None if rival_check is None or rival is None else {"version": rival[0], **asdict(rival_check)},
-            "primary": None if prim is None else asdict(prim),
+            "primary": None if prim is None else _record(prim),
             "window_primary": window_primary,
             "rows": counts,
             "latency_p95_ms": latency,
@@ -290,7 +295,8 @@ def run(
             "methods": {
                 "primary": "mcnemar_exact_one_sided" if ev.metric == "accuracy" else "paired_permutation_one_sided",
                 "sequential": "group_sequential_linear_spending_by_look",
-                "guardrails": "harm z-test (bootstrap SE), Holm step-down; non-inferiority p reported",
+                "guardrails": "one-sided harm test (percentile bootstrap for per-class F1 and ECE, z for accuracy), "
+                "Holm step-down; non-inferiority p reported",
                 "pool": "all rows"
                 if ev.pool_half_life_days is None
                 else f"thinned by recency, half-life {ev.pool_half_life_days:g} days",
@@ -342,7 +348,7 @@ def _window_primary(
         y[w], preds["champion"][0][w], preds["challenger"][0][w], metric=ev.metric,
         n_resamples=min(ev.bootstrap_samples, 500), seed=ev.seed, permutations=min(ev.permutations, 500),
     )  # fmt: skip
-    return asdict(prim)
+    return _record(prim)
 
 
 def _rows_table(counts: dict[str, int], window: dict[str, Any] | None) -> str:

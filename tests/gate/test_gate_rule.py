@@ -83,6 +83,21 @@ def test_beyond_margin_blocks_only_a_drop_shown_to_exceed_the_margin():
     assert d.outcome == "reject" and "significantly beyond the margin" in d.reasons[0]
 
 
+def test_a_bootstrapped_guardrail_is_tested_like_its_percentile_ci():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    # the HuffPost case: ECE 0.000 -> 0.098 (point -0.098, z-test p ≈ 0.02), but the resampled diffs sit
+    # higher (the debiased ECE of a near-uniform champion is floored at 0): CI [-0.12, +0.04] holds 0
+    skewed = rng.normal(-0.04, 0.04, 300)
+    ece = replace(comp("ece", diff=-0.098, se=0.04, n=309), boot_diffs=tuple(skewed))
+    assert decide(gate(guardrails=(replace(ece, boot_diffs=()),)), R).outcome == "reject"  # the z test alone
+    d = decide(gate(guardrails=(ece,)), R)
+    assert d.promote and d.checks[1].status == "pass", d.checks[1].detail
+    centred = replace(ece, boot_diffs=tuple(rng.normal(-0.098, 0.04, 300)))  # a CI below 0: still blocks
+    assert decide(gate(guardrails=(centred,)), R).outcome == "reject"
+
+
 def test_holm_keeps_one_borderline_guardrail_among_many_from_blocking():
     borderline = comp("segment:terse", diff=-0.06, se=0.035, n=300)  # harm p ≈ 0.043 alone
     assert decide(gate(guardrails=(borderline,)), R).outcome == "reject"
