@@ -101,10 +101,11 @@ class FinetuneConfig(Section):
         True, description="Batch rows of similar length (shuffled mega-batches): far less padding per batch."
     )
     frozen_cache_mb: int = Field(
-        1024,
+        0,
         ge=0,
         description="Keep the frozen bottom's output per training row (strategy freeze) when it fits in this many "
-        "MB, so later epochs skip the frozen layers (0: off).",
+        "MB, so later epochs skip the frozen layers; it runs them in eval mode (no dropout), which cost 1.5 points "
+        "of val macro-F1 on the simulator for 1.15x speed (0: off, dropout kept).",
     )
     checkpoint_every_steps: int = Field(
         50,

@@ -10,9 +10,10 @@ it to the measurement: like for like (nothing frozen) against a well-configured 
 padding, length grouping, bf16, fused AdamW), in the same process, it is 1.05× faster on the
 simulator and 1.03× on banking77 at equal or better val macro-F1 (``benchmarks/results/finetune.md``).
 
-The frozen bottom (embeddings and the lowest ``freeze_layers`` blocks) runs in eval mode and, from
-a row's second epoch on, is skipped: its output per row is kept the first time
-(:mod:`pipeline.modeling.frozen_cache`, ``finetune.frozen_cache_mb``).
+With ``finetune.frozen_cache_mb`` > 0 the frozen bottom (embeddings and the lowest
+``freeze_layers`` blocks) runs in eval mode and, from a row's second epoch on, is skipped: its
+output per row is kept the first time (:mod:`pipeline.modeling.frozen_cache`). Off by default:
+without dropout in the frozen layers val macro-F1 was 1.5 points lower on the simulator.
 
 Checkpoints (``checkpoint_dir``): every ``checkpoint_every_steps`` optimizer steps and at each
 epoch's end, one file written atomically (the trainable weights, optimizer, scheduler, RNG state,
@@ -242,7 +243,8 @@ def train(
         started = time.perf_counter()
         epoch_tokens, epoch_rows = 0, 0
         model.train()
-        set_frozen_eval(model)
+        if cache.enabled:
+            set_frozen_eval(model)  # the kept outputs are those of the frozen bottom without dropout
         bar = tqdm(
             total=len(batches),
             initial=first,

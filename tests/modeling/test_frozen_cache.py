@@ -11,7 +11,7 @@ import torch
 
 from pipeline.config import load_config
 from pipeline.modeling import loop
-from pipeline.modeling.frozen_cache import frozen_bottom
+from pipeline.modeling.frozen_cache import FrozenCache, frozen_bottom
 from pipeline.modeling.surgery import adapt, load_start, seed_everything
 from pipeline.modeling.tiny import build_tiny_bert
 
@@ -55,8 +55,10 @@ def test_later_epochs_skip_the_frozen_bottom_and_end_with_the_same_weights(
     three_layers: Path, tmp_path: Path, monkeypatch
 ) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    cached, a = _train(three_layers, tmp_path, freeze_layers=1)
-    plain, b = _train(three_layers, tmp_path, freeze_layers=1, frozen_cache_mb=0)
+    cached, a = _train(three_layers, tmp_path, freeze_layers=1, frozen_cache_mb=64)
+    # the same run that never replays (the frozen bottom still in eval mode): every epoch computes it
+    monkeypatch.setattr(FrozenCache, "covers", lambda self, idx: False)
+    plain, b = _train(three_layers, tmp_path, freeze_layers=1, frozen_cache_mb=64)
     assert cached.cached_batches == 2 * 8 and plain.cached_batches == 0  # epochs 2 and 3: 8 batches each
     assert a.keys() == b.keys()
     worst = max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
@@ -83,3 +85,19 @@ def test_nothing_is_cached_without_a_frozen_block_or_with_lora(three_layers: Pat
     two, _ = adapt(model, strategy="freeze", embeddings=True, layers=2, lora={})
     embeddings, blocks = frozen_bottom(two)
     assert embeddings is not None and len(blocks) == 2
+
+
+def test_off_by_default_the_frozen_layers_keep_their_dropout(three_layers: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    seen: list[bool] = []
+    monkeypatch.setattr(FrozenCache, "step", _spy(FrozenCache.step, seen))
+    out, _ = _train(three_layers, tmp_path, freeze_layers=1)
+    assert out.cached_batches == 0 and seen and all(seen)  # the frozen block was in train mode throughout
+
+
+def _spy(step, seen: list[bool]):
+    def wrapped(self, idx):
+        seen.append(self.model.bert.encoder.layer[0].training)
+        return step(self, idx)
+
+    return wrapped

@@ -460,7 +460,7 @@ def test_a_training_killed_mid_epoch_resumes_from_its_checkpoint_with_the_same_r
 
     out, marker = tmp_path / "out", tmp_path / "saved"
     cfg = fcfg(epochs=3, checkpoint_every_steps=2, early_stopping_patience=5, precision="fp32",
-               freeze_embeddings=True, freeze_layers=1)  # fmt: skip
+               freeze_embeddings=True, freeze_layers=1, frozen_cache_mb=64)  # fmt: skip
     (tmp_path / "cfg.json").write_text(cfg.model_dump_json())
     argv = [str(tmp_path / "cfg.json"), str(tiny_model_dir), data["train_uri"], data["val_uri"], str(out), str(marker)]
     proc = subprocess.Popen([sys.executable, "-c", HANGS_AFTER_A_CHECKPOINT, *argv])
