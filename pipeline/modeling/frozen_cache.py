@@ -8,9 +8,9 @@ macro-F1 (``benchmarks/results/finetune_cache.md``). The first time a row is tra
 frozen block keeps that row's output (its real tokens only); a later batch whose rows are all kept
 skips the frozen bottom: the embeddings module hands back the kept outputs (padded with zeros,
 which the attention mask hides from every real token) and the frozen blocks pass them through.
-The rest of the model, its dropout and its RNG stream run exactly as without the cache, so a run
-with it ends with the weights of a run without it (up to float rounding) and a resumed run
-rebuilds what it needs.
+The rest of the model, its dropout and its RNG stream run exactly as when the frozen bottom is
+computed every epoch (in eval mode), so both end with the same weights (up to float rounding), and
+a resumed run rebuilds what it needs.
 
 Generic over encoder-only models whose embeddings module feeds the first block and whose blocks
 map hidden states to hidden states (BERT, MiniLM, RoBERTa, DistilBERT...); anything else, LoRA
@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from pipeline.errors import TrainingError
 from pipeline.modeling.surgery import encoder_layers
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ def frozen_bottom(model: Any) -> tuple[nn.Module | None, list[nn.Module]]:
         return None, []
     try:
         stack = encoder_layers(model)
-    except Exception:  # no recognizable block list: no cache
+    except TrainingError:  # no recognizable block list: no cache
         return None, []
     blocks: list[nn.Module] = []
     for layer in stack:
