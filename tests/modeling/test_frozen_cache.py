@@ -45,16 +45,15 @@ def _train(model_dir: Path, tmp_path: Path, **ft: object) -> tuple[loop.Outcome,
     tok, model, _ = load_start(str(model_dir), LABELS, warm=False, name="tiny")
     model, _ = adapt(model, strategy="freeze", embeddings=True, layers=cfg.finetune.freeze_layers, lora={})
     index = {lab: i for i, lab in enumerate(LABELS)}
-    with mlflow.start_run(experiment_id=mlflow.set_experiment("cache").experiment_id):
-        out = loop.train(model, loop.encode(tok, _frame(60, 1), index, 32), loop.encode(tok, _frame(21, 2), index, 32),
-                         cfg.finetune, pad_id=tok.pad_token_id, device="cpu")  # fmt: skip
+    out = loop.train(model, loop.encode(tok, _frame(60, 1), index, 32), loop.encode(tok, _frame(21, 2), index, 32),
+                     cfg.finetune, pad_id=tok.pad_token_id, device="cpu")  # fmt: skip
     return out, {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
 def test_later_epochs_skip_the_frozen_bottom_and_end_with_the_same_weights(
     three_layers: Path, tmp_path: Path, monkeypatch
 ) -> None:
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setattr(mlflow, "log_metrics", lambda *a, **k: None)  # no run, no MLflow state left behind
     cached, a = _train(three_layers, tmp_path, freeze_layers=1, frozen_cache_mb=64)
     # the same run that never replays (the frozen bottom still in eval mode): every epoch computes it
     monkeypatch.setattr(FrozenCache, "covers", lambda self, idx: False)
@@ -88,7 +87,7 @@ def test_nothing_is_cached_without_a_frozen_block_or_with_lora(three_layers: Pat
 
 
 def test_off_by_default_the_frozen_layers_keep_their_dropout(three_layers: Path, tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setattr(mlflow, "log_metrics", lambda *a, **k: None)  # no run, no MLflow state left behind
     seen: list[bool] = []
     monkeypatch.setattr(FrozenCache, "step", _spy(FrozenCache.step, seen))
     out, _ = _train(three_layers, tmp_path, freeze_layers=1)
