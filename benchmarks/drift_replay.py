@@ -202,6 +202,7 @@ def main() -> int:
     ap.add_argument("--evaluate", default="", help="gate overrides, KEY=VALUE,... (e.g. ece_margin=0.1)")
     ap.add_argument("--policy", default="", help="drift-policy overrides, KEY=VALUE,... (e.g. headroom_rule=shown)")
     ap.add_argument("--tag", default="", help="suffix of the results file")
+    ap.add_argument("--keep", default="", help="keep each strategy's home (registry, decisions) under this folder")
     a = ap.parse_args()
     if not SHARED.is_dir():
         print(f"skipped: {SHARED} is absent", file=sys.stderr)
@@ -220,8 +221,9 @@ def main() -> int:
         wins, labels = datasets[ds](a.max_rows)
         wins = wins[: a.max_windows] if a.max_windows else wins
         with tempfile.TemporaryDirectory(prefix=f"replay-{ds}-") as tmp:
+            root = Path(a.keep) / ds if a.keep else Path(tmp)
             res = {
-                s: run_strategy(s, wins, labels, Path(tmp), FIRST_MODEL_FLOOR[ds], gate, pol)
+                s: run_strategy(s, wins, labels, root, FIRST_MODEL_FLOOR[ds], gate, pol)
                 for s in a.strategies.split(",")
             }
         if "always" in res:

@@ -9,6 +9,7 @@ paired bootstrap. CIs are 95% percentile (bootstrap) or normal (accuracy).
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -16,7 +17,7 @@ from scipy import stats as sps
 
 from pipeline.config import EvaluateConfig
 from pipeline.gate import stats
-from pipeline.gate.rule import Comparison, GateInput, GateRules, Look
+from pipeline.gate.rule import Comparison, GateInput, GateRules, Look, Shift
 from pipeline.stats.paired import _confusions, _encode
 
 _CELLS = 4_000_000
@@ -92,6 +93,56 @@ def primary_and_classes(
     return primary, per_class
 
 
+def class_shift(
+    y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, recent: np.ndarray, *, n_resamples: int, seed: int
+) -> dict[str, Shift]:
+    """Per class present in both the recent rows (the new window) and the older ones (the pool): how
+    it moved between them (:class:`rule.Shift`).
+
+    The gap is the model × period interaction of the class's F1 difference: (b − a on recent rows) −
+    (b − a on older rows). A challenger trained on the new window that is worse on a class only on
+    the older rows has learned where the class's labels now lie: the gap is positive. A challenger
+    that lost the class is worse in both periods: no gap. Rows are resampled within each period
+    (independent bootstraps); p = the share of resampled gaps ≤ 0, +1 smoothed (H0: gap ≤ 0). The
+    share test is Fisher's exact test on the class's counts in the two periods (scipy)."""
+    (t, a, b), k = _encode(y_true, pred_a, pred_b)
+    labels = np.unique(np.concatenate([np.asarray(x).astype(str) for x in (y_true, pred_a, pred_b)]))
+    recent = np.asarray(recent, dtype=bool)
+    parts = {name: np.flatnonzero(m) for name, m in (("recent", recent), ("older", ~recent))}
+    if any(len(ix) == 0 for ix in parts.values()):
+        return {}
+    rng = np.random.default_rng(seed)
+    gaps: dict[str, np.ndarray] = {}
+    point: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for name, ix in parts.items():
+        draws = ix[rng.integers(0, len(ix), size=(n_resamples, len(ix)))]
+        fa, _ = _f1_matrix(_confusions(t[draws], a[draws], k))
+        fb, _ = _f1_matrix(_confusions(t[draws], b[draws], k))
+        gaps[name] = fb - fa
+        pa, _ = _f1_matrix(_confusions(t[ix][None], a[ix][None], k))
+        pb, _ = _f1_matrix(_confusions(t[ix][None], b[ix][None], k))
+        point[name] = (pa[0], pb[0])
+    n_recent, n_older = len(parts["recent"]), len(parts["older"])
+    out = {}
+    for j, label in enumerate(labels):
+        c_recent, c_older = int(np.sum(t[parts["recent"]] == j)), int(np.sum(t[parts["older"]] == j))
+        if min(c_recent, c_older) == 0:
+            continue
+        gap = gaps["recent"][:, j] - gaps["older"][:, j]
+        (ra, rb), (oa, ob) = point["recent"], point["older"]
+        share_p = sps.fisher_exact([[c_recent, n_recent - c_recent], [c_older, n_older - c_older]]).pvalue
+        current = _comparison(f"class:{label}", ra[j], rb[j], gaps["recent"][:, j], c_recent, keep=True)
+        out[str(label)] = Shift(
+            current=current,
+            gap=float((rb[j] - ra[j]) - (ob[j] - oa[j])),
+            gap_p=float((1 + np.sum(gap <= 0)) / (1 + len(gap))),
+            share_recent=c_recent / n_recent,
+            share_older=c_older / n_older,
+            share_p=float(share_p),
+        )
+    return out
+
+
 def newer_vs_standing(y_true: np.ndarray, newer: np.ndarray, standing: np.ndarray, ev: EvaluateConfig) -> Comparison:
     """The newer challenger against the standing one on the same rows: diff = newer − standing, and
     the one-sided p-value that the standing one is better (for :func:`rule.replaces_standing`)."""
@@ -157,6 +208,7 @@ def rules_from(ev: EvaluateConfig) -> GateRules:
         max_looks=ev.max_looks,
         guardrail_alpha=ev.guardrail_alpha,
         guardrail_test=ev.guardrail_test,
+        class_shift_alpha=ev.class_shift_alpha,
         margins={
             "class": ev.class_f1_margin,
             "segment": ev.segment_accuracy_margin,
@@ -181,8 +233,11 @@ def build_input(
     latency_p95_ms: dict[str, float],
     lost_labels: tuple[str, ...] = (),
     earlier_looks: tuple[Look, ...] = (),
+    recent: np.ndarray | None = None,
 ) -> GateInput:
-    """Every paired comparison the rule needs. ``memory`` marks memory-holdout rows (not in the primary)."""
+    """Every paired comparison the rule needs. ``memory`` marks memory-holdout rows (not in the primary);
+    ``recent`` the new window's rows (the rest of the primary's rows are the pool's older ones): each
+    class's F1 comparison then carries its shift between the two (:func:`class_shift`)."""
     ev_rows = ~memory
     y, (pb, cb) = y_true[ev_rows], (challenger[0][ev_rows], challenger[1][ev_rows])
     if champion is None:
@@ -195,6 +250,11 @@ def build_input(
     primary, classes = primary_and_classes(
         y, pa, pb, metric=ev.metric, n_resamples=ev.bootstrap_samples, seed=ev.seed, permutations=ev.permutations
     )
+    if recent is not None and ev.class_shift_alpha is not None:
+        shifts = class_shift(
+            y, pa, pb, np.asarray(recent, dtype=bool)[ev_rows], n_resamples=ev.bootstrap_samples, seed=ev.seed
+        )
+        classes = [replace(c, shift=shifts.get(c.name.removeprefix("class:"))) for c in classes]
     guards: list[Comparison] = list(classes)
     seg_acc: dict[str, dict[str, float]] = {"champion": {}, "challenger": {}}
     if segments is not None:

@@ -48,7 +48,7 @@ Error control, stated:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -69,6 +69,7 @@ class GateRules:
     max_looks: int = 4
     guardrail_alpha: float = 0.05
     guardrail_test: Literal["harm", "beyond_margin"] = "harm"
+    class_shift_alpha: float | None = 0.05
     margins: dict[str, float] = field(
         default_factory=lambda: {"class": 0.05, "segment": 0.03, "memory": 0.03, "ece": 0.03}
     )
@@ -94,6 +95,24 @@ class Comparison:
     higher_is_better: bool = True  # False for ECE: its diff is flipped by the caller so that > 0 is better
     # the paired bootstrap's diffs (per-class F1, ECE): a guardrail is then tested on them, as its CI is
     boot_diffs: tuple[float, ...] = field(default=(), repr=False, compare=False)
+    shift: Shift | None = field(default=None, repr=False, compare=False)  # per-class F1: window vs older rows
+
+
+@dataclass(frozen=True)
+class Shift:
+    """How a class moved between the pool's older rows and the new window's rows.
+
+    ``gap``: the challenger's F1 gap on the window minus its gap on the older rows (> 0: the
+    challenger is worse only on the older rows: it learned where the labels lie now), with its
+    one-sided p; ``share_*``: the class's share of each period's rows, with the two-sided p of their
+    difference (Fisher's exact test). ``current``: the class's comparison on the window's rows alone."""
+
+    current: Comparison
+    gap: float
+    gap_p: float
+    share_recent: float
+    share_older: float
+    share_p: float
 
 
 @dataclass(frozen=True)
@@ -206,7 +225,30 @@ def _harm_p(g: Comparison, threshold: float) -> float:
     return stats.non_inferiority(-g.diff, g.se, threshold).p_value  # H0: −diff ≤ −threshold
 
 
+def _current(g: Comparison, rules: GateRules) -> tuple[Comparison, str]:
+    """The comparison a guardrail is judged on, and why: a class whose labels moved (at
+    ``class_shift_alpha``: its F1 gap grew on the new window, or its share of the rows changed) is
+    judged on the new window's rows alone, the labels as users give them now; the pool's older rows
+    of it describe a class that is no longer there. Everything else on all its rows."""
+    a, s = rules.class_shift_alpha, g.shift
+    if a is None or s is None:
+        return g, ""
+    why = []
+    if s.gap_p < a:
+        why.append(f"its F1 gap is {s.gap:+.3f} larger on the new window than on the older rows (p={s.gap_p:.3g})")
+    if s.share_p < a:
+        why.append(f"its share of the rows went {s.share_older:.1%} -> {s.share_recent:.1%} (p={s.share_p:.3g})")
+    if not why:
+        return g, ""
+    note = (
+        f" [labels moved: {'; '.join(why)} < {a:g}: judged on the window's rows; all rows gave {g.diff:+.4f} on {g.n}]"
+    )
+    return replace(s.current, name=g.name), note
+
+
 def guardrail_checks(guards: tuple[Comparison, ...], rules: GateRules) -> list[Check]:
+    judged = [_current(g, rules) for g in guards]
+    guards, notes = tuple(j[0] for j in judged), {j[0].name: j[1] for j in judged}
     gated = [g for g in guards if g.n >= rules.min_support]
     beyond = rules.guardrail_test == "beyond_margin"
     # harm: H0 diff ≥ 0 (then the point estimate must pass the margin); beyond_margin: H0 diff ≥ −margin
@@ -224,7 +266,7 @@ def guardrail_checks(guards: tuple[Comparison, ...], rules: GateRules) -> list[C
         power = stats.power_one_sided(m, g.se, rules.guardrail_alpha)
         head = (
             f"{g.name} {g.champion:.4f} -> {g.challenger:.4f} (diff {g.diff:+.4f}, CI [{g.ci_low:+.4f}, "
-            f"{g.ci_high:+.4f}], margin {m:g}, {g.n} rows)"
+            f"{g.ci_high:+.4f}], margin {m:g}, {g.n} rows){notes[g.name]}"
         )
         if g.n < rules.min_support:
             out.append(Check(g.name, "reported", head + f": too small to test (< {rules.min_support} rows), not gated",

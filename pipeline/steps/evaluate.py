@@ -222,6 +222,7 @@ def run(
         inp = compare.build_input(
             ev, y_true=y, segments=segments, memory=memory, challenger=preds["challenger"],
             champion=preds.get("champion"), latency_p95_ms=latency, lost_labels=lost, earlier_looks=earlier_looks,
+            recent=(rows["slice"] == "window").to_numpy(),
         )  # fmt: skip
         gd = rule.decide(inp, compare.rules_from(ev))
         rival_check = None

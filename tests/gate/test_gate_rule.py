@@ -6,7 +6,16 @@ from dataclasses import replace
 
 import pytest
 
-from pipeline.gate.rule import Comparison, GateInput, GateRules, Look, decide, markdown, replaces_standing
+from pipeline.gate.rule import (
+    Comparison,
+    GateInput,
+    GateRules,
+    Look,
+    Shift,
+    decide,
+    markdown,
+    replaces_standing,
+)
 
 R = GateRules()
 
@@ -139,3 +148,31 @@ def test_a_newer_challenger_replaces_the_standing_one_unless_that_one_is_signifi
     c = Comparison("newer_vs_standing", 0.70, 0.68, -0.02, 0.02, -0.06, 0.02, 400, p)
     check = replaces_standing(c, GateRules(alpha=alpha))
     assert check.status == status and check.p_value == p
+
+
+def test_a_class_whose_labels_moved_is_judged_on_the_new_window_alone():
+    # HuffPost, U.S. NEWS: the challenger is far worse on the pool's older rows, better on the window
+    now = comp("class:us_news", diff=+0.18, se=0.06, n=51)
+    shift = Shift(now, gap=0.27, gap_p=0.001, share_recent=0.1, share_older=0.1, share_p=1.0)
+    moved = replace(comp("class:us_news", diff=-0.15, se=0.03, n=97), shift=shift)
+    d = decide(gate(guardrails=(moved,)), R)
+    assert d.promote and "F1 gap is +0.270 larger" in d.checks[1].detail
+    assert d.checks[1].value == pytest.approx(0.18)
+    # off, or a shift that is not significant: all rows decide, and block
+    assert decide(gate(guardrails=(moved,)), replace(R, class_shift_alpha=None)).outcome == "reject"
+    unsure = replace(moved, shift=replace(shift, gap_p=0.2))
+    assert decide(gate(guardrails=(unsure,)), R).outcome == "reject"
+    # a class lost on the window too is still blocked there
+    lost = replace(moved, shift=replace(shift, current=comp("class:us_news", diff=-0.2, se=0.04, n=51)))
+    d = decide(gate(guardrails=(lost,)), R)
+    assert d.outcome == "reject" and "labels moved" in d.reasons[0]
+
+
+def test_a_class_that_faded_from_the_new_window_is_reported_not_gated():
+    # HuffPost 2019-12: U.S. NEWS was 24% of the pool's older rows and 2% of the window (3 rows)
+    now = comp("class:us_news", diff=0.0, se=0.2, n=3)
+    shift = Shift(now, gap=0.16, gap_p=0.2, share_recent=0.023, share_older=0.24, share_p=1e-9)
+    faded = replace(comp("class:us_news", diff=-0.146, se=0.045, n=121), shift=shift)
+    d = decide(gate(guardrails=(faded,)), R)
+    assert d.promote and d.checks[1].status == "reported" and "24.0% -> 2.3%" in d.checks[1].detail
+    assert decide(gate(guardrails=(faded,)), replace(R, class_shift_alpha=None)).outcome == "reject"
