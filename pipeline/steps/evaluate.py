@@ -16,13 +16,9 @@ The step never raises because the gate said no: the decision record is the artif
 
 from __future__ import annotations
 
-import json
 import logging
-import math
-import re
 import time
 from dataclasses import asdict
-from typing import Any
 
 import mlflow
 import numpy as np
@@ -36,6 +32,7 @@ from pipeline.gate import compare, rule
 from pipeline.paths import local_path
 from pipeline.results import EvaluateResult
 from pipeline.stats.metrics import classification_summary, plot_confusion
+from pipeline.steps import evaluate_record as record
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +40,6 @@ DECISION = "decision.json"
 DECISION_MD = "decision.md"
 PREDICTIONS = "predictions.parquet"
 REQUIRED_COLUMNS = ("example_id", "text", "label")
-_METRIC_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_\-. /]")
 
 
 def _read_rows(test_uri: str | tuple[str, ...]) -> pd.DataFrame:
@@ -124,19 +120,6 @@ def _latency_p95(models: dict[str, _Model], texts: pd.DataFrame) -> dict[str, fl
     return {role: float(np.percentile(t, 95)) for role, t in times.items()} | {
         f"{role}_p50": float(np.median(t)) for role, t in times.items()
     }
-
-
-def _record(c: rule.Comparison) -> dict[str, Any]:
-    """A comparison for the decision record, without its bootstrap diffs."""
-    return {k: v for k, v in asdict(c).items() if k != "boot_diffs"}
-
-
-def _metric_key(name: str) -> str:
-    return _METRIC_NAME_UNSAFE.sub("_", name)
-
-
-def _finite(x: float | None) -> float | None:
-    return None if x is None or not math.isfinite(x) else x
 
 
 def _rows(
@@ -242,7 +225,7 @@ def run(
             }
             for role, (p, _) in preds.items()
         }
-        window_primary = _window_primary(cfg, rows, y, preds)
+        window_primary = record.window_primary(cfg, rows, y, preds)
         prim = inp.primary
         power = next((c.power for c in gd.checks if c.name == "primary"), None)
         result = EvaluateResult(
@@ -275,7 +258,7 @@ def run(
                 stage / f"metrics_{role}.json", {"model_uri": models[role].uri, **summaries[role]}
             )
             plot_confusion(y[main], p[main], labels, stage / f"confusion_{role}.png", f"{role}: {models[role].uri}")
-        _predictions_frame(rows, preds).to_parquet(stage / PREDICTIONS, index=False)
+        record.predictions_frame(rows, preds).to_parquet(stage / PREDICTIONS, index=False)
         decision = {
             "outcome": gd.outcome,
             "verdict": {"promote": "promote", "reject": "reject"}.get(gd.outcome, "insufficient_evidence"),
@@ -287,21 +270,13 @@ def run(
             "checks": [asdict(c) for c in gd.checks],
             "earlier_looks": [asdict(x) for x in earlier_looks],
             "standing": None if rival_check is None or rival is None else {"version": rival[0], **asdict(rival_check)},
-            "primary": None if prim is None else _record(prim),
+            "primary": None if prim is None else record.record(prim),
             "window_primary": window_primary,
             "rows": counts,
             "latency_p95_ms": latency,
             "thresholds": ev.model_dump(),
             "metric": ev.metric,
-            "methods": {
-                "primary": "mcnemar_exact_one_sided" if ev.metric == "accuracy" else "paired_permutation_one_sided",
-                "sequential": "group_sequential_linear_spending_by_look",
-                "guardrails": "one-sided harm test (percentile bootstrap for per-class F1 and ECE, z for accuracy), "
-                "Holm step-down; non-inferiority p reported",
-                "pool": "all rows"
-                if ev.pool_half_life_days is None
-                else f"thinned by recency, half-life {ev.pool_half_life_days:g} days",
-            },
+            "methods": record.methods(ev),
             "metrics": {role: summaries.get(role) for role in ("challenger", "champion")},
             "labels": labels,
             "models": {
@@ -316,11 +291,11 @@ def run(
             "mlflow_run_id": mlrun.info.run_id,
         }
         storage.write_json_atomic(stage / DECISION, decision)
-        md = rule.markdown(gd) + "\n" + _rows_table(counts, window_primary)
+        md = rule.markdown(gd) + "\n" + record.rows_table(counts, window_primary)
         if rival_check is not None and rival is not None:
             md += f"\nAgainst the standing challenger v{rival[0]}: {rival_check.detail}.\n"
         (stage / DECISION_MD).write_text(md)
-        _log_to_mlflow(
+        record.log_to_mlflow(
             result,
             summaries,
             ev.model_dump(),
@@ -335,78 +310,3 @@ def run(
         log.info("evaluate:   %s", line)
     log.info("evaluate: decision written to %s", decision_path)
     return result
-
-
-def _window_primary(
-    cfg: PipelineConfig, rows: pd.DataFrame, y: np.ndarray, preds: dict[str, tuple[np.ndarray, np.ndarray]]
-) -> dict[str, Any] | None:
-    """The new window's slice alone (reported, not decided on)."""
-    w = (rows["slice"] == "window").to_numpy()
-    if "champion" not in preds or not w.any():
-        return None
-    ev = cfg.evaluate
-    prim, _ = compare.primary_and_classes(
-        y[w], preds["champion"][0][w], preds["challenger"][0][w], metric=ev.metric,
-        n_resamples=min(ev.bootstrap_samples, 500), seed=ev.seed, permutations=min(ev.permutations, 500),
-    )  # fmt: skip
-    return _record(prim)
-
-
-def _rows_table(counts: dict[str, int], window: dict[str, Any] | None) -> str:
-    lines = ["| rows | count |", "|---|---|", *[f"| {k} | {v} |" for k, v in counts.items()]]
-    if window:
-        lines += [
-            "",
-            f"The window's slice alone: diff {window['diff']:+.4f}, CI [{window['ci_low']:+.4f}, "
-            f"{window['ci_high']:+.4f}], {window['n']} rows, one-sided p={window['p_value']:.4g} (reported only).",
-        ]
-    return "\n".join(lines) + "\n"
-
-
-def _predictions_frame(rows: pd.DataFrame, preds: dict[str, tuple[np.ndarray, np.ndarray]]) -> pd.DataFrame:
-    n = len(rows)
-    champ = preds.get("champion")
-    return pd.DataFrame(
-        {
-            "example_id": rows["example_id"].to_numpy(),
-            "slice": rows["slice"].to_numpy(),
-            "label": rows["label"].astype(str).to_numpy(),
-            "pred_champion": pd.array([None] * n if champ is None else champ[0], dtype="string"),
-            "pred_challenger": pd.array(preds["challenger"][0], dtype="string"),
-            "confidence_champion": np.full(n, np.nan) if champ is None else champ[1],
-            "confidence_challenger": preds["challenger"][1],
-        }
-    )
-
-
-def _log_to_mlflow(
-    result: EvaluateResult,
-    summaries: dict[str, dict[str, Any]],
-    thresholds: dict[str, Any],
-    champion_version: str | None,
-    test_uri: str,
-) -> None:
-    metrics: dict[str, float] = {"promote": float(result.promote), "test_rows": float(result.test_rows)}
-    for key in ("challenger_accuracy", "challenger_macro_f1", "champion_accuracy", "champion_macro_f1", "p_value",
-                "macro_f1_diff", "ci_low", "ci_high", "power"):  # fmt: skip
-        value = _finite(getattr(result, key))
-        if value is not None:
-            metrics[key] = value
-    for role, s in summaries.items():
-        for label, stats in s["eval"]["per_class"].items():
-            if stats["support"] > 0:
-                metrics[_metric_key(f"{role}_f1_{label}")] = stats["f1"]
-    mlflow.log_metrics(metrics)
-    mlflow.log_params({f"gate.{k}": str(v) for k, v in thresholds.items()})
-    mlflow.set_tags(
-        {
-            "outcome": result.outcome,
-            "verdict": "promote" if result.promote else result.outcome,
-            "champion_version": champion_version or "",
-            "test_uri": test_uri,
-            "is_first_model": str(result.is_first_model).lower(),
-            "summary": result.summary[:5000],
-        }
-    )
-    if result.reasons:
-        mlflow.set_tag("reasons", json.dumps(list(result.reasons))[:5000])

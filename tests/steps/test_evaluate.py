@@ -169,6 +169,37 @@ def test_the_pool_and_memory_holdout_join_and_training_rows_are_excluded(gate_cf
     assert set(preds["slice"]) == {"window", "pool", "memory"}
 
 
+@pytest.mark.parametrize("shift_alpha", [0.05, None])
+def test_a_class_whose_labels_moved_is_gated_on_the_window_rows(gate_cfg, tmp_path: Path, shift_alpha) -> None:
+    """The challenger misses class C only on the pool's older rows, the champion only on the window's:
+    C's labels moved. Judged on the window (the default) C gains; on every row it lost 0.11 F1."""
+    from pipeline.data import eval_pool
+
+    cfg = gate_cfg(evaluate={"class_shift_alpha": shift_alpha})
+    old = split_rows().assign(example_id=lambda d: "old-" + d["example_id"], text=lambda d: "window 0 " + d["text"])
+    old.to_parquet(tmp_path / "old.parquet", index=False)
+    eval_pool.add(cfg, str(tmp_path / "old.parquet"), "w0", "2025-02-20")
+    window_champion = mapping_with_errors({A: range(25), B: range(25), C: range(20)})
+    window_challenger = mapping_with_errors({})
+    pool_rows = {f"window 0 {t}": lab for t, lab in mapping_with_errors({}).items()}
+    pool_challenger = {f"window 0 {t}": lab for t, lab in mapping_with_errors({C: range(40)}).items()}
+    res = evaluate.run(
+        cfg, test_uri=write_test_split(tmp_path / "data" / "test.parquet"),
+        challenger_uri=log_model(cfg, window_challenger | pool_challenger),
+        champion_uri=log_model(cfg, window_champion | pool_rows), champion_version="1",
+        out_dir=str(tmp_path / "out" / "evaluate"), pipeline_run_id="r", window_end="2025-03-01",
+    )  # fmt: skip
+    decision = json.loads(Path(res.decision_uri).read_text())
+    check = next(c for c in decision["checks"] if c["name"] == f"class:{C}")
+    assert decision["checks"][0]["status"] == "pass", decision["checks"][0]["detail"]
+    if shift_alpha is None:
+        assert res.outcome == "reject" and check["status"] == "fail" and check["value"] < -0.1
+        assert decision["methods"]["class_shift"] == "off"
+    else:
+        assert res.promote and check["status"] == "pass" and "labels moved" in check["detail"], check["detail"]
+        assert check["value"] == pytest.approx(0.2, abs=0.01)  # F1 0.8 -> 1.0 on the window's 60 rows of C
+
+
 @pytest.mark.parametrize(("standing_errors", "replaces"), [(INSIGNIFICANT[1], True), (BETTER[1], False)])
 def test_a_newer_challenger_is_scored_against_the_standing_one_on_the_same_rows(
     gate_cfg, tmp_path: Path, standing_errors, replaces: bool
