@@ -22,6 +22,8 @@ HuffPost's new categories go through ``validate.new_labels: accept``.
 
 Run: ``.venv/bin/python benchmarks/drift_replay.py [--dataset semeval|huffpost] [--max-rows N]``;
 writes ``benchmarks/results/drift_replay.md``. Skips with a message when ``../shared/data`` is absent.
+``--keep DIR`` keeps each strategy's home (registry, runs, every decision record and its
+``predictions.parquet`` per slice) under ``DIR/<dataset>/<strategy>`` to study the gate's decisions.
 Minutes per window on 2 CPU cores: sized by ``--max-rows`` and the fine-tune caps below.
 """
 

@@ -194,11 +194,12 @@ class EvaluateConfig(Section):
     )
     class_f1_margin: float = Field(0.05, ge=0, description="Guardrail margin: per-class F1 may drop this much.")
     class_shift_alpha: float | None = Field(
-        0.05,
+        0.01,
         gt=0,
         lt=1,
-        description="A class whose challenger-minus-champion F1 gap is significantly larger on the new window than "
-        "on the pool's older rows (its labels moved) is gated on the window's rows alone; null: always the pool.",
+        description="Level at which a class counts as moved (its challenger-minus-champion F1 gap larger on the new "
+        "window than on the pool's older rows, or its share of the rows changed): it is then gated on the window's "
+        "rows alone; null: always on every row.",
     )
     segment_accuracy_margin: float = Field(0.03, ge=0, description="Guardrail margin: per-segment accuracy drop.")
     memory_accuracy_margin: float = Field(0.03, ge=0, description="Guardrail margin: memory-holdout accuracy drop.")

@@ -69,7 +69,7 @@ class GateRules:
     max_looks: int = 4
     guardrail_alpha: float = 0.05
     guardrail_test: Literal["harm", "beyond_margin"] = "harm"
-    class_shift_alpha: float | None = 0.05
+    class_shift_alpha: float | None = 0.01
     margins: dict[str, float] = field(
         default_factory=lambda: {"class": 0.05, "segment": 0.03, "memory": 0.03, "ece": 0.03}
     )
