@@ -96,8 +96,8 @@ def primary_and_classes(
 def class_shift(
     y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, recent: np.ndarray, *, n_resamples: int, seed: int
 ) -> dict[str, Shift]:
-    """Per class present in both the recent rows (the new window) and the older ones (the pool): how
-    it moved between them (:class:`rule.Shift`).
+    """Per class present in the older rows (the pool): how it moved between them and the recent rows
+    (the new window) (:class:`rule.Shift`; a class gone from the window moved by its share alone).
 
     The gap is the model × period interaction of the class's F1 difference: (b − a on recent rows) −
     (b − a on older rows). A challenger trained on the new window that is worse on a class only on
@@ -126,16 +126,16 @@ def class_shift(
     out = {}
     for j, label in enumerate(labels):
         c_recent, c_older = int(np.sum(t[parts["recent"]] == j)), int(np.sum(t[parts["older"]] == j))
-        if min(c_recent, c_older) == 0:
+        if c_older == 0:  # a class new in the window: its rows are all recent already
             continue
         gap = gaps["recent"][:, j] - gaps["older"][:, j]
         (ra, rb), (oa, ob) = point["recent"], point["older"]
         share_p = sps.fisher_exact([[c_recent, n_recent - c_recent], [c_older, n_older - c_older]]).pvalue
         current = _comparison(f"class:{label}", ra[j], rb[j], gaps["recent"][:, j], c_recent, keep=True)
-        out[str(label)] = Shift(
+        out[str(label)] = Shift(  # a class gone from the window: no gap to test, only its share
             current=current,
-            gap=float((rb[j] - ra[j]) - (ob[j] - oa[j])),
-            gap_p=float((1 + np.sum(gap <= 0)) / (1 + len(gap))),
+            gap=float((rb[j] - ra[j]) - (ob[j] - oa[j])) if c_recent else 0.0,
+            gap_p=float((1 + np.sum(gap <= 0)) / (1 + len(gap))) if c_recent else 1.0,
             share_recent=c_recent / n_recent,
             share_older=c_older / n_older,
             share_p=float(share_p),

@@ -28,7 +28,10 @@ Error control, stated:
   drop is significantly larger than the margin (H0: diff ≥ −margin). The harm p-value of a
   bootstrapped comparison (per-class F1, ECE) is the percentile bootstrap's, so it agrees with the
   reported CI; accuracy differences (exact paired means) use the z test. A guardrail with fewer than ``min_support`` rows is
-  too small to test: reported, not gated.
+  too small to test: reported, not gated. A class whose labels moved between the pool's older rows
+  and the new window (at ``class_shift_alpha``: the challenger's F1 gap significantly larger on the
+  window, or the class's share changed) is judged on the window's rows alone (:func:`_current`);
+  this can only let a block go, so the false-promotion bound is untouched.
 - **Fairness**: the disparate-impact ratio (min/max per-segment accuracy) must be ≥
   ``min_disparate_impact``, unless the champion is already below it and the challenger is not
   worse (promotion must not be blocked for improving a bad situation).

@@ -65,3 +65,16 @@ def test_a_class_whose_share_fell_is_seen_by_fishers_exact_test():
     recent = np.r_[np.zeros(500, bool), np.ones(133, bool)]
     s = compare.class_shift(y, y, y, recent, n_resamples=200, seed=0)["a"]
     assert s.share_older == 0.24 and s.share_recent == 3 / 133 and s.share_p < 1e-6 and s.current.n == 3
+
+
+def test_a_class_gone_from_the_window_moved_by_its_share_and_is_not_gated():
+    y = np.array(["a"] * 120 + ["b"] * 380 + ["b"] * 133, dtype=object)
+    recent = np.r_[np.zeros(500, bool), np.ones(133, bool)]
+    pred = np.where(recent, y, np.where(y == "a", "b", y))  # the challenger misses every old "a"
+    s = compare.class_shift(y, y, pred, recent, n_resamples=200, seed=0)["a"]
+    assert s.current.n == 0 and s.gap_p == 1.0 and s.share_recent == 0.0 and s.share_p < 1e-6
+    ev = load_config().evaluate
+    inp = compare.build_input(ev, y_true=y, segments=None, memory=np.zeros(633, bool), challenger=(pred, np.full(633, 0.5)),
+                              champion=(y, np.full(633, 0.5)), latency_p95_ms={}, recent=recent)  # fmt: skip
+    check = next(c for c in rule.guardrail_checks(inp.guardrails, compare.rules_from(ev)) if c.name == "class:a")
+    assert check.status == "reported" and "24.0% -> 0.0%" in check.detail
