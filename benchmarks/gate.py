@@ -206,7 +206,7 @@ def main_guardrails(trials: int) -> int:
           "its drop is significant (H0: no drop, Holm) and its estimate passes the margin, judged on the new "
           "window's rows alone when the class's labels moved (its F1 gap is significantly larger on the window "
           "than on the older rows); `harm_no_shift`: the same, always on all rows; `beyond_margin`: when the drop is "
-          "significantly larger than the margin (H0: drop ≤ margin, Holm). The last quarter of the rows is the "
+          "significantly larger than the margin (H0: drop ≤ margin, Holm), with the class shift. The last quarter of the rows is the "
           "new window. Same trials for all.\n\n## A/A: no regression anywhere (a block is a false "
           "block)\n\n", table(aa), "\n## +3 points overall, class 1 (prior 0.16) loses a share of the rows it had "
           "right (a block is right)\n\n", table(real), "\n## +3 points overall, class 1's labels moved: the "
