@@ -26,8 +26,8 @@ def methods(ev: EvaluateConfig) -> dict[str, str]:
     return {
         "primary": "mcnemar_exact_one_sided" if ev.metric == "accuracy" else "paired_permutation_one_sided",
         "sequential": "group_sequential_linear_spending_by_look",
-        "guardrails": "one-sided harm test (percentile bootstrap for per-class F1 and ECE, z for accuracy), "
-        "Holm step-down; non-inferiority p reported",
+        "guardrails": f"one-sided {ev.guardrail_test} test (percentile bootstrap for per-class F1 and ECE, z for "
+        "accuracy), Holm step-down; non-inferiority p reported",
         "class_shift": "off"
         if ev.class_shift_alpha is None
         else f"a class whose F1 gap grew on the window (bootstrap interaction) or whose share changed (Fisher "
