@@ -8,7 +8,8 @@ from pipeline.config import load_config
 from pipeline.gate import compare, rule
 
 
-def _pair(rng, n, acc_a, acc_b, labels=("a", "b", "c")):
+def _pair(rng, n, labels=("a", "b", "c")):
+    """Truth of ``n`` rows, and a predictor that gets class ``on`` right with chance ``acc`` (others always)."""
     y = rng.choice(labels, n)
     wrong = {lab: [x for x in labels if x != lab] for lab in labels}
 
@@ -21,8 +22,8 @@ def _pair(rng, n, acc_a, acc_b, labels=("a", "b", "c")):
 def test_a_challenger_worse_on_a_class_only_in_the_older_rows_shows_a_shift():
     rng = np.random.default_rng(0)
     # older rows: the champion knows class "a", the challenger does not; new rows: the other way round
-    y_old, pr_old = _pair(rng, 600, 0, 0)
-    y_new, pr_new = _pair(rng, 300, 0, 0)
+    y_old, pr_old = _pair(rng, 600)
+    y_new, pr_new = _pair(rng, 300)
     y = np.concatenate([y_old, y_new])
     champ = np.concatenate([pr_old(0.9, "a"), pr_new(0.4, "a")])
     chall = np.concatenate([pr_old(0.4, "a"), pr_new(0.9, "a")])
@@ -43,7 +44,7 @@ def test_a_challenger_worse_on_a_class_only_in_the_older_rows_shows_a_shift():
 
 def test_a_class_lost_in_both_periods_shows_no_shift_and_still_blocks():
     rng = np.random.default_rng(2)
-    y, pr = _pair(rng, 900, 0, 0)
+    y, pr = _pair(rng, 900)
     champ, chall = pr(0.9, "a"), pr(0.4, "a")
     recent = np.r_[np.zeros(600, bool), np.ones(300, bool)]
     s = compare.class_shift(y, champ, chall, recent, n_resamples=500, seed=1)["a"]
